@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class BookingConfig(AppConfig):
+    """Who books and what they get: organisations, bookings, allocation, quotas, usage."""
+
+    name = "booking"
+    verbose_name = _("Bookings")

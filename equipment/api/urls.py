@@ -1,0 +1,10 @@
+from rest_framework.routers import SimpleRouter
+
+from equipment.api import views
+
+router = SimpleRouter(trailing_slash="/?")
+router.register("centers", views.CenterViewSet, basename="center")
+router.register("equipment-types", views.EquipmentTypeViewSet, basename="equipment-type")
+router.register("pools", views.PoolViewSet, basename="pool")
+
+urlpatterns = router.urls

@@ -1,0 +1,120 @@
+"""Reading settings from the environment, with errors that name the variable and the fix.
+
+A bad value must stop start-up at once with a message a person can act on, never become a
+silent default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+from django.core.exceptions import ImproperlyConfigured
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off", ""}
+
+
+class SettingError(ImproperlyConfigured):
+    """A setting read from the environment has a value we cannot use."""
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise SettingError(
+        f"{name}={raw!r} is not a boolean: set {name} to one of 1, true, yes, on or 0, false, no, off."
+    )
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingError(f"{name}={raw!r} is not a whole number: set {name} to e.g. {default}.") from None
+    if minimum is not None and value < minimum:
+        raise SettingError(f"{name}={value} is too small: set {name} to {minimum} or more.")
+    return value
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    if not items:
+        raise SettingError(
+            f"{name} is set but empty: give a comma-separated list, e.g. {name}=testbed.example.kr,localhost."
+        )
+    return items
+
+
+def database_from_env(name: str, default_sqlite_path: Path) -> dict:
+    """Parse DATABASE_URL into Django's DATABASES entry.
+
+    Supported: postgres:// (or postgresql://) and sqlite:///path. SQLite runs in WAL mode with
+    IMMEDIATE transactions, so writers serialise and the locking rule holds without row locks.
+    """
+    import dj_database_url
+
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        raw = f"sqlite:///{default_sqlite_path}"
+    scheme = urlparse(raw).scheme
+    if scheme not in {"postgres", "postgresql", "pgsql", "sqlite"}:
+        raise SettingError(
+            f"{name}={raw!r} is not a supported database URL: use postgres://USER:PASSWORD@HOST:5432/NAME "
+            f"or sqlite:///ABSOLUTE/PATH.sqlite3."
+        )
+    try:
+        config = dj_database_url.parse(raw, conn_max_age=0)
+    except Exception as exc:  # dj_database_url raises several kinds for malformed URLs
+        raise SettingError(
+            f"{name}={raw!r} could not be read ({exc}): use postgres://USER:PASSWORD@HOST:5432/NAME."
+        ) from exc
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        path = config.get("NAME") or ""
+        if not path or path == ":memory:":
+            raise SettingError(
+                f"{name}={raw!r} names no file: use sqlite:////absolute/path/testbed.sqlite3 "
+                "(an in-memory database cannot be shared with the Celery worker)."
+            )
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        config["OPTIONS"] = {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+            "init_command": (
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;"
+                " PRAGMA foreign_keys=ON;"
+            ),
+        }
+        config["TEST"] = {"NAME": str(Path(path).with_name("test_" + Path(path).name))}
+    else:
+        if not config.get("NAME"):
+            raise SettingError(f"{name}={raw!r} names no database: add it after the host, e.g. /testbed.")
+        config.setdefault("OPTIONS", {})
+        # psycopg 3 server-side binding is off by default; keep Django's default.
+    return config
+
+
+def url_from_env(name: str, default: str, *, schemes: set[str]) -> str:
+    raw = os.environ.get(name, default)
+    scheme = urlparse(raw).scheme
+    if scheme not in schemes:
+        wanted = ", ".join(sorted(f"{s}://" for s in schemes))
+        raise SettingError(f"{name}={raw!r} has scheme {scheme!r}: use one of {wanted}.")
+    return raw

@@ -1,0 +1,59 @@
+"""Personas set up once per test: operator, manager, member (same org), outsider (other org)."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from tests.factories import OrganizationFactory, UserFactory, add_member
+
+
+@pytest.fixture
+def operator(db):
+    return UserFactory(username="operator", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def org(db):
+    return OrganizationFactory(slug="acme", name="주식회사 에이크미")
+
+
+@pytest.fixture
+def other_org(db):
+    return OrganizationFactory(slug="globex", name="글로벡스")
+
+
+@pytest.fixture
+def manager(org):
+    user = UserFactory(username="manager")
+    add_member(org, user, "manager")
+    return user
+
+
+@pytest.fixture
+def member(org):
+    user = UserFactory(username="member")
+    add_member(org, user, "member")
+    return user
+
+
+@pytest.fixture
+def outsider(other_org):
+    user = UserFactory(username="outsider")
+    add_member(other_org, user, "manager")
+    return user
+
+
+def client_for(user) -> APIClient:
+    client = APIClient()
+    if user is not None:
+        token, _ = Token.objects.get_or_create(user=user)
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token.key}")
+    return client
+
+
+@pytest.fixture
+def api():
+    """`api(user)` → an APIClient authenticated as that user (None: anonymous)."""
+    return client_for
