@@ -349,3 +349,41 @@ class QuotaLedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.hours} h on grant {self.grant_id}"
+
+
+class DiscountRule(models.Model):
+    """A discount held as data, e.g. Gwangju-based companies 50%, youth start-ups 50%.
+
+    A rule applies when every condition it sets matches; blank conditions match anything.
+    When several apply, the largest percentage wins (discounts do not stack).
+    """
+
+    name = models.CharField(_("name"), max_length=100)
+    category = models.CharField(_("organisation category"), max_length=20, choices=OrgCategory.choices, blank=True)
+    region = models.CharField(_("region"), max_length=20, choices=Region.choices, blank=True)
+    youth_startup = models.BooleanField(_("youth start-ups only"), default=False)
+    percent = models.DecimalField(_("discount (%)"), max_digits=5, decimal_places=2)
+    active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        ordering = ["-percent", "name"]
+        verbose_name = _("discount rule")
+        verbose_name_plural = _("discount rules")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(percent__gte=0) & Q(percent__lte=100), name="booking_discountrule_percent_range",
+                violation_error_message=_("A discount is between 0 and 100 percent."),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.percent}%)"
+
+    def applies_to(self, organization: Organization) -> bool:
+        if self.category and organization.category != self.category:
+            return False
+        if self.region and organization.region != self.region:
+            return False
+        if self.youth_startup and not organization.youth_startup:
+            return False
+        return True

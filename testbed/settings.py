@@ -127,12 +127,13 @@ if not CELERY_RESULT_BACKEND:
     CELERY_RESULT_BACKEND = None  # type: ignore[assignment]
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _queue_dir = VAR_DIR / "celery"
-    for _sub in ("out", "processed"):
+    for _sub in ("out", "processed", "control"):
         (_queue_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir / "out"),
         "data_folder_out": str(_queue_dir / "out"),
         "processed_folder": str(_queue_dir / "processed"),
+        "control_folder": str(_queue_dir / "control"),
         "store_processed": False,
         "polling_interval": 0.2,
     }
@@ -204,3 +205,14 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
     CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Turn the allocation locks off only to demonstrate that the exclusion constraint still holds.
+TESTBED_ALLOCATION_LOCKING = env_bool("TESTBED_ALLOCATION_LOCKING", True)
+
+# Periodic work; django-celery-beat's DatabaseScheduler installs these and operators may edit them.
+CELERY_BEAT_SCHEDULE = {
+    "sweep-pending": {"task": "booking.sweep_pending", "schedule": 30.0},
+    "mark-no-shows": {"task": "booking.mark_no_shows", "schedule": 60.0},
+    "start-pool-sessions": {"task": "booking.start_pool_sessions", "schedule": 60.0},
+    "complete-ended": {"task": "booking.complete_ended", "schedule": 60.0},
+}

@@ -1,1 +1,15 @@
-urlpatterns: list = []
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from booking.api import views
+
+router = SimpleRouter(trailing_slash="/?")
+router.register("bookings", views.BookingViewSet, basename="booking")
+router.register("organizations", views.OrganizationViewSet, basename="organization")
+router.register("quota-grants", views.QuotaGrantViewSet, basename="quota-grant")
+router.register("maintenance-windows", views.MaintenanceWindowViewSet, basename="maintenance-window")
+
+urlpatterns = [
+    path("availability", views.AvailabilityView.as_view(), name="availability"),
+    *router.urls,
+]

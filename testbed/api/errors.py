@@ -13,6 +13,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from testbed.errors import ServiceError
+
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://testbed.example.kr/problems/"
 
@@ -101,6 +103,11 @@ def problem_response(
 
 
 def problem_exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, ServiceError):
+        return problem_response(
+            status_code=exc.status, code=exc.code, detail=exc.message,
+            errors={exc.field: [exc.message]} if exc.field else {}, extra=exc.extra,
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

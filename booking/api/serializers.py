@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from booking.choices import BookingStatus, Role
+from booking.models import ApiKey, Booking, Membership, Organization, QuotaGrant
+from booking.validators import business_number_format, validate_business_number
+from testbed.api.fields import AwareDateTimeField
+
+
+class AllocationOutSerializer(serializers.Serializer):
+    unit = serializers.CharField(allow_null=True)
+    node = serializers.CharField(allow_null=True)
+    device = serializers.CharField(allow_null=True, help_text="Device UUID (pools).")
+    device_index = serializers.IntegerField(allow_null=True)
+
+
+class WindowSerializer(serializers.Serializer):
+    start = serializers.CharField()
+    end = serializers.CharField()
+
+
+class RejectionSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    detail = serializers.CharField()
+    alternatives = WindowSerializer(many=True)
+
+
+class BookingSerializer(serializers.ModelSerializer):
+    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    resource = serializers.CharField(source="resource_code", read_only=True)
+    resource_kind = serializers.SerializerMethodField()
+    start = AwareDateTimeField(read_only=True)
+    end = AwareDateTimeField(read_only=True)
+    actual_start = AwareDateTimeField(read_only=True)
+    actual_end = AwareDateTimeField(read_only=True)
+    created_at = AwareDateTimeField(read_only=True)
+    updated_at = AwareDateTimeField(read_only=True)
+    allocations = serializers.SerializerMethodField()
+    rejection = serializers.SerializerMethodField()
+    maintenance = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Booking
+        fields = [
+            "id", "organization", "user", "resource", "resource_kind", "quantity", "start", "end", "purpose",
+            "status", "allocations", "rejection", "over_quota", "maintenance", "actual_start", "actual_end",
+            "cancel_reason", "final_price_krw", "channel", "created_at", "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_resource_kind(self, obj: Booking) -> str:
+        return "equipment" if obj.equipment_type_id else "pool"
+
+    @extend_schema_field(AllocationOutSerializer(many=True))
+    def get_allocations(self, obj: Booking) -> list[dict]:
+        return [
+            {
+                "unit": a.unit.code if a.unit_id else None,
+                "node": a.node.hostname if a.node_id else None,
+                "device": str(a.device.uuid) if a.device_id else None,
+                "device_index": a.device.index if a.device_id else None,
+            }
+            for a in obj.allocations.all()
+            if a.active or obj.status in (BookingStatus.COMPLETED,)
+        ]
+
+    @extend_schema_field(RejectionSerializer(allow_null=True))
+    def get_rejection(self, obj: Booking) -> dict | None:
+        if obj.status != BookingStatus.REJECTED:
+            return None
+        return {"code": obj.rejection_code, "detail": obj.rejection_detail, "alternatives": obj.alternatives or []}
+
+    @extend_schema_field(serializers.DictField(allow_null=True))
+    def get_maintenance(self, obj: Booking) -> dict | None:
+        window = obj.affected_by_maintenance
+        if window is None:
+            return None
+        return {"id": window.pk, "start": window.start.isoformat(), "end": window.end.isoformat(),
+                "reason": window.reason, "alternatives": obj.alternatives or []}
+
+
+class BookingCreateSerializer(serializers.Serializer):
+    resource = serializers.CharField(max_length=40, help_text="Equipment type or pool code.")
+    quantity = serializers.IntegerField(min_value=1, max_value=100000, default=1)
+    start = AwareDateTimeField()
+    end = AwareDateTimeField()
+    purpose = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+    unit = serializers.CharField(max_length=60, required=False, allow_null=True, allow_blank=True,
+                                 help_text="Pin one unit of the type by its code.")
+    organization = serializers.SlugField(required=False, help_text="Your organisation's slug, if you have several.")
+
+
+class ReasonSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500)
+
+
+class OrganizationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Organization
+        fields = ["slug", "name", "business_number", "category", "region", "youth_startup", "is_active", "created_at"]
+        read_only_fields = ["created_at"]
+
+    def validate_business_number(self, value: str) -> str:
+        if value:
+            validate_business_number(value)
+            return business_number_format(value)
+        return value
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username")
+    email = serializers.EmailField(source="user.email", read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["username", "email", "role", "created_at"]
+
+
+class MemberCreateSerializer(serializers.Serializer):
+    username = serializers.RegexField(r"^[\w.@+-]+$", max_length=150)
+    email = serializers.EmailField()
+    password = serializers.CharField(required=False, write_only=True, style={"input_type": "password"})
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
+
+
+class ApiKeySerializer(serializers.ModelSerializer):
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = ApiKey
+        fields = ["id", "name", "prefix", "scopes", "created_by", "created_at", "last_used_at", "revoked_at"]
+        read_only_fields = fields
+
+
+class ApiKeyCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    scopes = serializers.ListField(child=serializers.ChoiceField(choices=list(ApiKey.SCOPES)), min_length=1)
+
+
+class QuotaGrantSerializer(serializers.ModelSerializer):
+    organization = serializers.SlugRelatedField(slug_field="slug", queryset=Organization.objects.all())
+    held_hours = serializers.DecimalField(max_digits=16, decimal_places=2, read_only=True)
+    consumed_hours = serializers.DecimalField(max_digits=16, decimal_places=2, read_only=True)
+    remaining_hours = serializers.SerializerMethodField()
+
+    class Meta:
+        model = QuotaGrant
+        fields = ["id", "organization", "scope", "period_start", "period_end", "limit_hours", "enforcement",
+                  "notes", "held_hours", "consumed_hours", "remaining_hours", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+    @extend_schema_field(serializers.DecimalField(max_digits=16, decimal_places=2))
+    def get_remaining_hours(self, obj: QuotaGrant) -> str:
+        remaining = obj.limit_hours - getattr(obj, "held_hours", 0) - getattr(obj, "consumed_hours", 0)
+        return f"{remaining:.2f}"

@@ -1,0 +1,350 @@
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied as DRFPermissionDenied
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from booking.api import filters
+from booking.api.serializers import (
+    ApiKeyCreateSerializer,
+    ApiKeySerializer,
+    BookingCreateSerializer,
+    BookingSerializer,
+    MemberCreateSerializer,
+    MemberSerializer,
+    OrganizationSerializer,
+    QuotaGrantSerializer,
+    ReasonSerializer,
+)
+from booking.choices import BookingStatus
+from booking.models import ApiKey, Booking, Membership, Organization
+from booking.selectors import availability, booking_list, organization_list, quota_grant_list
+from booking.services import bookings as booking_services
+from booking.services.access import access_organization, default_organization_for, is_operator
+from booking.services.api_keys import api_key_create, api_key_revoke
+from booking.services.idempotency import idempotent_create, request_fingerprint
+from booking.services.organizations import member_add, organization_create, organization_update
+from booking.services.quotas import annotate_balances, quota_grant_create, quota_grant_update
+from booking.services.resources import resource_for_code
+from testbed.api.fields import AwareDateTimeField
+from testbed.api.permissions import IsOperator
+from testbed.choices import Channel
+from testbed.errors import ServiceError
+
+MAX_WAIT_SECONDS = 30
+
+
+def _require_scope(request, scope: str) -> None:
+    if isinstance(request.auth, ApiKey) and scope not in request.auth.scopes:
+        raise DRFPermissionDenied(f"This API key lacks the {scope!r} scope: ask your manager for a key with it.")
+
+
+def _prefer_wait(request) -> float:
+    """Seconds asked for with `Prefer: wait=N` (RFC 7240), at most 30; 0 when absent."""
+    for part in request.headers.get("Prefer", "").split(","):
+        name, _, value = part.strip().partition("=")
+        if name.strip().lower() == "wait":
+            try:
+                return max(0.0, min(float(value.strip()), MAX_WAIT_SECONDS))
+            except ValueError:
+                raise ServiceError("Send `Prefer: wait=N` with N a number of seconds up to 30.",
+                                   field="Prefer") from None
+    return 0.0
+
+
+def _wait_for_decision(booking_id: int, seconds: float) -> None:
+    """Poll the row outside any transaction until the worker decides or time runs out.
+
+    The web process holds no lock and no transaction meanwhile; with a threaded server
+    (gunicorn gthread, runserver) other requests go on.
+    """
+    deadline = time.monotonic() + seconds
+    pause = 0.005
+    while time.monotonic() < deadline:
+        status_now = Booking.objects.filter(pk=booking_id).values_list("status", flat=True).first()
+        if status_now != BookingStatus.PENDING:
+            return
+        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 1.5, 0.05)
+
+
+@extend_schema(tags=["bookings"])
+class BookingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Bookings of equipment and accelerators. Create answers 201 `pending`, or the decision with Prefer: wait=N."""
+
+    serializer_class = BookingSerializer
+    filterset_class = filters.BookingFilter
+
+    def get_queryset(self):
+        return booking_list(user=self.request.user, auth=self.request.auth).order_by("-start", "-id")
+
+    def _booking(self) -> Booking:
+        return self.get_object()
+
+    @extend_schema(
+        request=BookingCreateSerializer, responses={201: BookingSerializer},
+        parameters=[
+            OpenApiParameter("Prefer", OpenApiTypes.STR, OpenApiParameter.HEADER,
+                             description="wait=N (≤ 30): answer with the worker's decision if it comes in N seconds."),
+            OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER,
+                             description="A repeat with the same key returns the first result and creates nothing."),
+        ],
+    )
+    def create(self, request):
+        _require_scope(request, "book")
+        wait = _prefer_wait(request)
+        serializer = BookingCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        if isinstance(request.auth, ApiKey):
+            organization = request.auth.organization
+        elif data.get("organization"):
+            organization = access_organization(actor=request.user, slug=data["organization"])
+        else:
+            organization = default_organization_for(request.user)
+
+        def create() -> int:
+            return booking_services.booking_request(
+                actor=request.user, organization=organization, resource_code=data["resource"],
+                quantity=data["quantity"], start=data["start"], end=data["end"], purpose=data["purpose"],
+                unit_code=data.get("unit") or None, channel=Channel.API,
+            ).pk
+
+        booking_id, _created = idempotent_create(
+            user=request.user, endpoint="bookings", key=request.headers.get("Idempotency-Key"),
+            fingerprint=request_fingerprint({**request.data, "organization": organization.slug}), create=create,
+        )
+        headers = {"Location": f"/api/v1/bookings/{booking_id}"}
+        if wait:
+            _wait_for_decision(booking_id, wait)
+            headers["Preference-Applied"] = f"wait={wait:g}"
+        booking = booking_list(user=request.user, auth=request.auth).get(pk=booking_id)
+        return Response(BookingSerializer(booking).data, status=status.HTTP_201_CREATED, headers=headers)
+
+    def _act(self, request, func, *, reason_required: bool = False, **kwargs):
+        _require_scope(request, "book")
+        booking = self._booking()
+        if reason_required:
+            body = ReasonSerializer(data=request.data)
+            body.is_valid(raise_exception=True)
+            kwargs["reason"] = body.validated_data["reason"]
+        func(actor=request.user, booking=booking, channel=Channel.API, **kwargs)
+        return Response(BookingSerializer(self.get_queryset().get(pk=booking.pk)).data)
+
+    @extend_schema(request=ReasonSerializer, responses=BookingSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        return self._act(request, booking_services.booking_cancel, reason_required=True)
+
+    @extend_schema(request=None, responses=BookingSerializer)
+    @action(detail=True, methods=["post"], permission_classes=[IsOperator])
+    def approve(self, request, pk=None):
+        return self._act(request, booking_services.booking_approve)
+
+    @extend_schema(request=ReasonSerializer, responses=BookingSerializer)
+    @action(detail=True, methods=["post"], permission_classes=[IsOperator])
+    def reject(self, request, pk=None):
+        return self._act(request, booking_services.booking_reject, reason_required=True)
+
+    @extend_schema(request=None, responses=BookingSerializer)
+    @action(detail=True, methods=["post"], url_path="check-in")
+    def check_in(self, request, pk=None):
+        return self._act(request, booking_services.booking_check_in)
+
+    @extend_schema(request=None, responses=BookingSerializer)
+    @action(detail=True, methods=["post"], url_path="check-out")
+    def check_out(self, request, pk=None):
+        return self._act(request, booking_services.booking_check_out)
+
+
+class AvailabilityQuerySerializer(serializers.Serializer):
+    resource = serializers.CharField()
+    start = AwareDateTimeField()
+    end = AwareDateTimeField()
+    quantity = serializers.IntegerField(min_value=1, default=1)
+    duration_minutes = serializers.IntegerField(min_value=1, required=False,
+                                                help_text="Length of the booking you have in mind (default: the minimum).")
+
+    def validate(self, attrs):
+        if attrs["end"] <= attrs["start"]:
+            raise serializers.ValidationError({"end": ["The end must be after the start."]})
+        if attrs["end"] - attrs["start"] > dt.timedelta(days=31):
+            raise serializers.ValidationError({"end": ["Ask for at most 31 days at a time."]})
+        return attrs
+
+
+@extend_schema(
+    tags=["catalogue"], parameters=[AvailabilityQuerySerializer],
+    responses=inline_serializer("Availability", {
+        "resource": serializers.CharField(), "capacity": serializers.IntegerField(),
+        "timeline": serializers.ListField(child=serializers.DictField()),
+        "fits": serializers.ListField(child=serializers.DictField()),
+    }),
+)
+class AvailabilityView(APIView):
+    """Free units or devices over a window, from allocation rows, and the windows that would fit."""
+
+    def get(self, request):
+        query = AvailabilityQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        q = query.validated_data
+        resource = resource_for_code(q["resource"])
+        duration = dt.timedelta(minutes=q.get("duration_minutes") or resource.min_minutes)
+        result = availability(resource=resource, start=q["start"], end=q["end"], quantity=q["quantity"],
+                              duration=duration)
+        iso = AwareDateTimeField().to_representation
+        return Response({
+            "resource": resource.code,
+            "capacity": result["capacity"],
+            "quantity": q["quantity"],
+            "duration_minutes": int(duration.total_seconds() // 60),
+            "timeline": [{"start": iso(s), "end": iso(e), "free": free} for s, e, free in result["timeline"]],
+            "fits": [{"start": iso(s), "end": iso(e)} for s, e in result["fits"]],
+        })
+
+
+@extend_schema(tags=["organisations"])
+class OrganizationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                          mixins.UpdateModelMixin, viewsets.GenericViewSet):
+    """Organisations: operators see and create all; members see their own."""
+
+    serializer_class = OrganizationSerializer
+    lookup_field = "slug"
+    filterset_fields = ["category", "region"]
+
+    def get_queryset(self):
+        return organization_list(user=self.request.user, auth=self.request.auth).order_by("name")
+
+    def create(self, request):
+        if not is_operator(request.user):
+            raise DRFPermissionDenied("Only facility operators register organisations: ask an operator.")
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        org = organization_create(actor=request.user, channel=Channel.API, **serializer.validated_data)
+        return Response(self.get_serializer(org).data, status=status.HTTP_201_CREATED)
+
+    def update(self, request, *args, **kwargs):
+        partial = kwargs.pop("partial", False)
+        org = access_organization(actor=request.user, slug=kwargs["slug"], manage=True)
+        serializer = self.get_serializer(org, data=request.data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        org = organization_update(actor=request.user, organization=org, channel=Channel.API,
+                                  **serializer.validated_data)
+        return Response(self.get_serializer(org).data)
+
+    @extend_schema(request=MemberCreateSerializer, responses=MemberSerializer(many=True))
+    @action(detail=True, methods=["get", "post"])
+    def members(self, request, slug=None):
+        org = access_organization(actor=request.user, slug=slug, manage=request.method == "POST")
+        if request.method == "POST":
+            body = MemberCreateSerializer(data=request.data)
+            body.is_valid(raise_exception=True)
+            membership = member_add(actor=request.user, organization=org, channel=Channel.API, **body.validated_data)
+            return Response(MemberSerializer(membership).data, status=status.HTTP_201_CREATED)
+        members = Membership.objects.filter(organization=org).select_related("user").order_by("user__username")
+        page = self.paginate_queryset(members)
+        return self.get_paginated_response(MemberSerializer(page, many=True).data)
+
+    @extend_schema(request=ApiKeyCreateSerializer, responses=ApiKeySerializer(many=True))
+    @action(detail=True, methods=["get", "post"], url_path="api-keys")
+    def api_keys(self, request, slug=None):
+        org = access_organization(actor=request.user, slug=slug, manage=True)
+        if isinstance(request.auth, ApiKey):
+            raise DRFPermissionDenied("API keys cannot manage API keys: sign in as a manager.")
+        if request.method == "POST":
+            body = ApiKeyCreateSerializer(data=request.data)
+            body.is_valid(raise_exception=True)
+            key, raw = api_key_create(actor=request.user, organization=org, channel=Channel.API, **body.validated_data)
+            data = ApiKeySerializer(key).data
+            data["key"] = raw
+            return Response(data, status=status.HTTP_201_CREATED)
+        keys = org.api_keys.select_related("created_by").order_by("-created_at")
+        page = self.paginate_queryset(keys)
+        return self.get_paginated_response(ApiKeySerializer(page, many=True).data)
+
+    @extend_schema(request=None, responses=ApiKeySerializer)
+    @action(detail=True, methods=["post"], url_path=r"api-keys/(?P<key_id>\d+)/revoke")
+    def revoke_api_key(self, request, slug=None, key_id=None):
+        org = access_organization(actor=request.user, slug=slug, manage=True)
+        key = get_object_or_404(ApiKey, pk=key_id, organization=org)
+        return Response(ApiKeySerializer(api_key_revoke(actor=request.user, key=key, channel=Channel.API)).data)
+
+
+@extend_schema(tags=["quotas"])
+class QuotaGrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                        mixins.UpdateModelMixin, viewsets.GenericViewSet):
+    """Quota grants with their live balances (operators write; organisations see their own)."""
+
+    serializer_class = QuotaGrantSerializer
+    filterset_fields = ["scope", "enforcement"]
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def get_queryset(self):
+        qs = annotate_balances(quota_grant_list(user=self.request.user, auth=self.request.auth))
+        org = self.request.query_params.get("organization")
+        return (qs.filter(organization__slug=org) if org else qs).order_by("organization__name", "period_start", "pk")
+
+    def get_permissions(self):
+        if self.request.method not in ("GET", "HEAD", "OPTIONS"):
+            return [IsOperator()]
+        return super().get_permissions()
+
+    def create(self, request):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        grant = quota_grant_create(actor=request.user, channel=Channel.API, **serializer.validated_data)
+        return Response(self.get_serializer(self.get_queryset().get(pk=grant.pk)).data, status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request, pk=None):
+        grant = self.get_object()
+        serializer = self.get_serializer(grant, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        quota_grant_update(actor=request.user, grant=grant, channel=Channel.API, **serializer.validated_data)
+        return Response(self.get_serializer(self.get_queryset().get(pk=grant.pk)).data)
+
+
+
+@extend_schema(tags=["catalogue"])
+class MaintenanceWindowViewSet(viewsets.ModelViewSet):
+    """Maintenance windows (operators). Creating one over bookings marks them affected and emails them."""
+
+    from equipment.api.serializers import MaintenanceWindowSerializer as serializer_class  # noqa: N813
+
+    permission_classes = [IsOperator]
+
+    def get_queryset(self):
+        from equipment.models import MaintenanceWindow
+
+        return MaintenanceWindow.objects.select_related("equipment_type", "unit", "pool", "node").order_by("-start")
+
+    def create(self, request):
+        from booking.services.maintenance import maintenance_target_for, maintenance_window_create
+
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        window, affected = maintenance_window_create(
+            actor=request.user, target=maintenance_target_for(data["resource"]), start=data["start"],
+            end=data["end"], reason=data["reason"], channel=Channel.API,
+        )
+        body = self.get_serializer(window).data
+        body["affected_bookings"] = affected
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    def update(self, request, *args, **kwargs):
+        raise ServiceError("Maintenance windows are not edited: delete this one and create the corrected window.",
+                           code="not_editable", status=405)
+
+    def perform_destroy(self, instance):
+        from testbed.audit import audit_record
+
+        audit_record(actor=self.request.user, channel=Channel.API, action="maintenance.delete", obj=instance)
+        instance.delete()

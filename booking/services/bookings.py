@@ -1,0 +1,342 @@
+"""The booking lifecycle. Every transition is one function here and writes an audit entry.
+
+pending → awaiting_approval → confirmed | rejected; confirmed → active → completed;
+or cancelled (pending, awaiting_approval, confirmed) and no_show (confirmed, not checked in).
+Transitions are conditional UPDATEs on the status with the row count checked, so two
+concurrent actors can never both move one booking.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from booking.choices import BookingStatus
+from booking.models import Allocation, Booking, Organization, Qualification
+from booking.policy import Refusal, check_maintenance, check_quantity, check_window
+from booking.services import notifications
+from booking.services.access import check_can_book_for, check_can_change_booking, is_operator
+from booking.services.quotas import quota_release, quota_settle
+from booking.services.resources import (
+    buffer_of,
+    capacity_of,
+    policy_for,
+    resource_for_code,
+    resource_maintenance,
+)
+from equipment.choices import UnitStatus
+from equipment.models import EquipmentType, EquipmentUnit
+from testbed.audit import audit_record
+from testbed.choices import Channel
+from testbed.errors import Conflict, PermissionDenied, ServiceError
+
+CHECK_IN_EARLY = dt.timedelta(minutes=30)
+
+
+def _refuse(refusal: Refusal) -> ServiceError:
+    status = 403 if refusal.code in {"qualification_required", "permission_denied"} else 400
+    return ServiceError(refusal.message, code=refusal.code, field=refusal.field, status=status)
+
+
+def _enqueue_allocation(booking_id: int) -> None:
+    from booking.tasks import allocate_booking
+
+    try:
+        allocate_booking.delay(booking_id)
+    except Exception:  # broker down: the pending sweeper re-queues it within a minute
+        import logging
+
+        logging.getLogger(__name__).exception("could not queue allocation of booking %s", booking_id)
+
+
+def check_qualification(*, user, equipment_type: EquipmentType, on: dt.date) -> None:
+    if not equipment_type.requires_qualification:
+        return
+    if Qualification.objects.filter(user=user, equipment_type=equipment_type, valid_until__gte=on).exists():
+        return
+    lapsed = Qualification.objects.filter(user=user, equipment_type=equipment_type).first()
+    hint = (
+        f"your training expired on {lapsed.valid_until}" if lapsed else "you have no recorded training for it"
+    )
+    raise ServiceError(
+        f"{equipment_type.code} requires a qualification and {hint}: book the training session with the "
+        "centre, or ask a qualified colleague to book.",
+        code="qualification_required", field="resource", status=403,
+    )
+
+
+def booking_request(
+    *,
+    actor,
+    organization: Organization,
+    resource_code: str,
+    quantity: int,
+    start: dt.datetime,
+    end: dt.datetime,
+    purpose: str = "",
+    unit_code: str | None = None,
+    channel: str = Channel.API,
+    now: dt.datetime | None = None,
+) -> Booking:
+    """Check the request against policy at once, store it `pending`, queue its allocation on commit.
+
+    Refusals raise ServiceError with a stable code and change nothing.
+    """
+    now = now or timezone.now()
+    if timezone.is_naive(start) or timezone.is_naive(end):
+        raise ServiceError("Give start and end with an offset, e.g. 2026-12-01T09:00:00+09:00.", field="start")
+    check_can_book_for(actor=actor, organization=organization)
+    resource = resource_for_code(resource_code)
+    policy = policy_for(resource)
+    refusal = check_window(policy, start, end, now)
+    if refusal and not (is_operator(actor) and refusal.code == "lead_time" and start >= now):
+        raise _refuse(refusal)
+    pinned = None
+    if unit_code:
+        if not isinstance(resource, EquipmentType):
+            raise ServiceError("`unit` applies to equipment types only: leave it out for pools.", field="unit")
+        pinned = EquipmentUnit.objects.filter(code=unit_code, equipment_type=resource).first()
+        if pinned is None:
+            raise ServiceError(f"{resource.code} has no unit {unit_code!r}: leave `unit` out to get any free one.",
+                               field="unit")
+        if pinned.status != UnitStatus.ACTIVE:
+            raise ServiceError(f"Unit {unit_code} is {pinned.status}: leave `unit` out to get any free one.",
+                               code="unavailable", field="unit")
+        if quantity != 1:
+            raise ServiceError("A pinned unit is one unit: send quantity 1 with `unit`.", field="quantity")
+    capacity, node_sizes = capacity_of(resource)
+    refusal = check_quantity(quantity, capacity=capacity, node_sizes=node_sizes)
+    if refusal:
+        raise _refuse(refusal)
+    if isinstance(resource, EquipmentType) and not is_operator(actor):
+        check_qualification(user=actor, equipment_type=resource, on=timezone.localtime(start).date())
+    refusal = check_maintenance(resource_maintenance(resource, start, end + buffer_of(resource)), start, end)
+    if refusal:
+        raise _refuse(refusal)
+
+    with transaction.atomic():
+        booking = Booking.objects.create(
+            organization=organization,
+            user=actor,
+            equipment_type=resource if isinstance(resource, EquipmentType) else None,
+            pool=None if isinstance(resource, EquipmentType) else resource,
+            pinned_unit=pinned,
+            quantity=quantity,
+            start=start,
+            end=end,
+            purpose=purpose,
+            channel=channel,
+        )
+        audit_record(actor=actor, channel=channel, action="booking.request", obj=booking, to_state=booking.status)
+        transaction.on_commit(lambda: _enqueue_allocation(booking.pk), robust=True)
+    return booking
+
+
+def _transition(
+    *, booking: Booking, actor, channel: str, action: str, from_states: Iterable[str], to_state: str,
+    now: dt.datetime, **fields,
+) -> Booking:
+    """Move the booking if it is still in one of from_states; refuse clearly otherwise."""
+    from_states = list(from_states)
+    updated = Booking.objects.filter(pk=booking.pk, status__in=from_states).update(
+        status=to_state, updated_at=now, **fields
+    )
+    if updated != 1:
+        current = Booking.objects.filter(pk=booking.pk).values_list("status", flat=True).first()
+        raise Conflict(
+            f"Booking #{booking.pk} is {current}, so it cannot be {action.split('.')[-1].replace('_', ' ')}ed "
+            f"(allowed from: {', '.join(from_states)}).",
+            code="invalid_state",
+        )
+    from_state = booking.status
+    booking.refresh_from_db()
+    audit_record(actor=actor, channel=channel, action=action, obj=booking, from_state=from_state, to_state=to_state,
+                 data={k: str(v) for k, v in fields.items()})
+    return booking
+
+
+def _release_allocations(booking: Booking) -> None:
+    Allocation.objects.filter(booking=booking, active=True).update(active=False)
+
+
+def booking_cancel(*, actor, booking: Booking, reason: str, channel: str, now: dt.datetime | None = None) -> Booking:
+    now = now or timezone.now()
+    check_can_change_booking(actor=actor, booking=booking)
+    if not reason or not reason.strip():
+        raise ServiceError("Say why you cancel (`reason`): the operator and your manager see it.", field="reason")
+    with transaction.atomic():
+        booking = _transition(
+            booking=booking, actor=actor, channel=channel, action="booking.cancel",
+            from_states=[BookingStatus.PENDING, BookingStatus.AWAITING_APPROVAL, BookingStatus.CONFIRMED],
+            to_state=BookingStatus.CANCELLED, now=now, cancel_reason=reason.strip()[:500], cancelled_at=now,
+        )
+        _release_allocations(booking)
+        quota_release(booking=booking, now=now, reason="cancelled")
+        from booking.services.fees import booking_price_set
+
+        booking_price_set(booking=booking)
+        transaction.on_commit(lambda: notifications.booking_changed(booking.pk, "cancelled"), robust=True)
+    return booking
+
+
+def _require_operator(actor, what: str) -> None:
+    if not is_operator(actor):
+        raise PermissionDenied(f"Only a facility operator may {what} bookings.")
+
+
+def booking_approve(*, actor, booking: Booking, channel: str, now: dt.datetime | None = None) -> Booking:
+    _require_operator(actor, "approve")
+    now = now or timezone.now()
+    with transaction.atomic():
+        booking = _transition(
+            booking=booking, actor=actor, channel=channel, action="booking.approve",
+            from_states=[BookingStatus.AWAITING_APPROVAL], to_state=BookingStatus.CONFIRMED, now=now,
+        )
+        transaction.on_commit(lambda: notifications.booking_decided(booking.pk), robust=True)
+    return booking
+
+
+def booking_reject(*, actor, booking: Booking, reason: str, channel: str, now: dt.datetime | None = None) -> Booking:
+    _require_operator(actor, "reject")
+    now = now or timezone.now()
+    if not reason or not reason.strip():
+        raise ServiceError("Say why the booking is rejected (`reason`): the booker sees it.", field="reason")
+    with transaction.atomic():
+        booking = _transition(
+            booking=booking, actor=actor, channel=channel, action="booking.reject",
+            from_states=[BookingStatus.AWAITING_APPROVAL, BookingStatus.PENDING], to_state=BookingStatus.REJECTED,
+            now=now, rejection_code="operator_rejected", rejection_detail=reason.strip()[:500], decided_at=now,
+        )
+        _release_allocations(booking)
+        quota_release(booking=booking, now=now, reason="rejected by operator")
+        transaction.on_commit(lambda: notifications.booking_decided(booking.pk), robust=True)
+    return booking
+
+
+def booking_check_in(*, actor, booking: Booking, channel: str, now: dt.datetime | None = None) -> Booking:
+    now = now or timezone.now()
+    check_can_change_booking(actor=actor, booking=booking)
+    if now < booking.start - CHECK_IN_EARLY:
+        raise ServiceError(
+            f"Check-in opens 30 minutes before the start ({timezone.localtime(booking.start - CHECK_IN_EARLY):%H:%M}).",
+            code="too_early",
+        )
+    if now >= booking.end:
+        raise ServiceError("This booking has ended: it can no longer be checked in.", code="too_late")
+    with transaction.atomic():
+        return _transition(
+            booking=booking, actor=actor, channel=channel, action="booking.check_in",
+            from_states=[BookingStatus.CONFIRMED], to_state=BookingStatus.ACTIVE, now=now, actual_start=now,
+        )
+
+
+def _finish(*, booking: Booking, actor, channel: str, action: str, now: dt.datetime, actual_end: dt.datetime) -> Booking:
+    booking = _transition(
+        booking=booking, actor=actor, channel=channel, action=action,
+        from_states=[BookingStatus.ACTIVE, BookingStatus.CONFIRMED], to_state=BookingStatus.COMPLETED,
+        now=now, actual_end=actual_end,
+    )
+    if actual_end < booking.end:
+        # Release the rest of the slot: the unit or devices are free again from now (plus buffer).
+        new_end = max(actual_end, booking.start) + buffer_of(booking.resource)
+        Allocation.objects.filter(booking=booking, active=True, start__lt=new_end).update(end=new_end)
+    used_start = booking.actual_start or booking.start
+    quota_settle(booking=booking, used_start=used_start, used_end=actual_end, now=now, reason="completed")
+    from booking.services.fees import booking_price_set
+
+    booking_price_set(booking=booking)
+    return booking
+
+
+def booking_check_out(*, actor, booking: Booking, channel: str, now: dt.datetime | None = None) -> Booking:
+    now = now or timezone.now()
+    check_can_change_booking(actor=actor, booking=booking)
+    if booking.status != BookingStatus.ACTIVE:
+        raise Conflict(f"Booking #{booking.pk} is {booking.status}: only a checked-in booking can be checked out.",
+                       code="invalid_state")
+    with transaction.atomic():
+        return _finish(booking=booking, actor=actor, channel=channel, action="booking.check_out", now=now,
+                       actual_end=min(now, booking.end))
+
+
+# --- periodic work (Celery beat) -----------------------------------------------------------
+
+
+def bookings_mark_no_shows(*, now: dt.datetime | None = None) -> int:
+    """Equipment bookings nobody checked in within the type's grace period: no_show, slot released."""
+    now = now or timezone.now()
+    done = 0
+    candidates = Booking.objects.filter(
+        status=BookingStatus.CONFIRMED, equipment_type__isnull=False, start__lt=now,
+    ).select_related("equipment_type")
+    for booking in candidates.iterator():
+        grace = dt.timedelta(minutes=booking.equipment_type.no_show_grace_minutes)
+        if booking.start + grace > now:
+            continue
+        with transaction.atomic():
+            try:
+                booking = _transition(
+                    booking=booking, actor=None, channel=Channel.SYSTEM, action="booking.no_show",
+                    from_states=[BookingStatus.CONFIRMED], to_state=BookingStatus.NO_SHOW, now=now,
+                )
+            except Conflict:
+                continue
+            _release_allocations(booking)
+            quota_settle(booking=booking, used_start=booking.start, used_end=booking.end, now=now, reason="no-show")
+            from booking.services.fees import booking_price_set
+
+            booking_price_set(booking=booking)
+            transaction.on_commit(lambda pk=booking.pk: notifications.booking_changed(pk, "no_show"), robust=True)
+        done += 1
+    return done
+
+
+def bookings_start_pool_sessions(*, now: dt.datetime | None = None) -> int:
+    """Accelerator bookings become active at their start: the devices are theirs, no desk to check in at."""
+    now = now or timezone.now()
+    done = 0
+    for booking in Booking.objects.filter(status=BookingStatus.CONFIRMED, pool__isnull=False, start__lte=now,
+                                          end__gt=now).iterator():
+        with transaction.atomic():
+            try:
+                _transition(booking=booking, actor=None, channel=Channel.SYSTEM, action="booking.start",
+                            from_states=[BookingStatus.CONFIRMED], to_state=BookingStatus.ACTIVE, now=now,
+                            actual_start=booking.start)
+                done += 1
+            except Conflict:
+                continue
+    return done
+
+
+def bookings_complete_ended(*, now: dt.datetime | None = None) -> int:
+    """Bookings past their end: checked-in ones (and pool ones) become completed."""
+    now = now or timezone.now()
+    done = 0
+    qs = Booking.objects.filter(end__lte=now).filter(
+        Q(status=BookingStatus.ACTIVE) | Q(status=BookingStatus.CONFIRMED, pool__isnull=False)
+    )
+    for booking in qs.select_related("equipment_type", "pool").iterator():
+        with transaction.atomic():
+            try:
+                _finish(booking=booking, actor=None, channel=Channel.SYSTEM, action="booking.complete", now=now,
+                        actual_end=booking.actual_end or booking.end)
+                done += 1
+            except Conflict:
+                continue
+    return done
+
+
+def bookings_requeue_lost(*, older_than: dt.timedelta, now: dt.datetime | None = None) -> list[int]:
+    """`pending` bookings whose allocation task was lost (never delivered, worker died): queue again."""
+    now = now or timezone.now()
+    ids = list(
+        Booking.objects.filter(status=BookingStatus.PENDING, created_at__lt=now - older_than)
+        .order_by("created_at").values_list("pk", flat=True)[:1000]
+    )
+    for booking_id in ids:
+        _enqueue_allocation(booking_id)
+    return ids

@@ -1,0 +1,64 @@
+"""Composing and sending booking emails (Korean first, English after), from a Celery task."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.utils import timezone
+
+from booking.choices import Role
+from booking.models import Booking
+from equipment.models import MaintenanceWindow
+
+
+def _recipients(booking: Booking, *, managers: bool) -> list[str]:
+    emails = {booking.user.email} if booking.user.email else set()
+    if managers:
+        emails.update(
+            booking.organization.memberships.filter(role=Role.MANAGER)
+            .exclude(user__email="").values_list("user__email", flat=True)
+        )
+    return sorted(emails)
+
+
+def _when(booking: Booking) -> str:
+    return f"{timezone.localtime(booking.start):%Y-%m-%d %H:%M}–{timezone.localtime(booking.end):%H:%M} (KST)"
+
+
+def booking_email_send(*, booking_id: int, event: str) -> int:
+    booking = Booking.objects.select_related("organization", "user", "equipment_type", "pool").filter(
+        pk=booking_id
+    ).first()
+    if booking is None:
+        return 0
+    alternatives = "\n".join(f"  - {a['start']} → {a['end']}" for a in booking.alternatives or [])
+    managers = False
+    if event == "decided":
+        subject = f"[testbed] 예약 #{booking.pk} {booking.get_status_display()} / booking {booking.status}"
+        body = (
+            f"{booking.resource_code} ×{booking.quantity}, {_when(booking)}\n"
+            f"상태 / status: {booking.get_status_display()}\n"
+        )
+        if booking.rejection_detail:
+            body += f"\n사유 / reason: {booking.rejection_detail}\n"
+        if alternatives:
+            body += f"\n가능한 다른 시간 / windows that fit now:\n{alternatives}\n"
+    elif event.startswith("maintenance:"):
+        managers = True
+        window = MaintenanceWindow.objects.filter(pk=int(event.split(":", 1)[1])).first()
+        reason = window.reason if window else ""
+        subject = f"[testbed] 예약 #{booking.pk} 점검 일정과 겹침 / maintenance affects your booking"
+        body = (
+            f"{booking.resource_code} ×{booking.quantity}, {_when(booking)}\n"
+            f"점검 / maintenance: {reason}\n"
+            "예약을 취소하거나 아래 시간으로 다시 예약해 주세요 / cancel, or book one of these windows:\n"
+            f"{alternatives or '  (none free within two weeks)'}\n"
+        )
+    else:
+        subject = f"[testbed] 예약 #{booking.pk}: {event}"
+        body = f"{booking.resource_code} ×{booking.quantity}, {_when(booking)}\n상태 / status: {booking.status}\n"
+        managers = event in {"idle_flagged", "reclaimed", "no_show"}
+    recipients = _recipients(booking, managers=managers)
+    if not recipients:
+        return 0
+    return send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)

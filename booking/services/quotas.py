@@ -1,0 +1,260 @@
+"""Quota grants and the append-only ledger.
+
+Signs: hours > 0 use a grant, hours < 0 give back. hold (+) at confirmation, release (−) at
+cancellation or when a hold is settled, consume (+ actual use) at completion, adjust (±) by an
+operator with a reason. remaining = limit − Σ hours, from one aggregate query; nothing is cached.
+Lock order (ARCHITECTURE.md): the resource row first, then the grants, sorted by primary key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from collections import defaultdict
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import DecimalField, Q, Sum, Value
+from django.db.models.functions import Coalesce
+
+from booking.choices import Enforcement, LedgerKind
+from booking.models import Booking, QuotaGrant, QuotaLedgerEntry
+from testbed.audit import audit_record
+from testbed.errors import ServiceError
+
+FOUR = Decimal("0.0001")
+ZERO = Decimal("0")
+TZ = zoneinfo.ZoneInfo(settings.TIME_ZONE)
+
+
+def hours_of(quantity: int, start: dt.datetime, end: dt.datetime) -> Decimal:
+    seconds = Decimal(int((end - start).total_seconds()))
+    return (Decimal(quantity) * seconds / Decimal(3600)).quantize(FOUR, rounding=ROUND_HALF_UP)
+
+
+def _period_bounds(grant: QuotaGrant) -> tuple[dt.datetime, dt.datetime]:
+    start = dt.datetime.combine(grant.period_start, dt.time.min, tzinfo=TZ)
+    end = dt.datetime.combine(grant.period_end + dt.timedelta(days=1), dt.time.min, tzinfo=TZ)
+    return start, end
+
+
+def _specificity(grant: QuotaGrant, resource) -> int:
+    if grant.scope == resource.code:
+        return 0
+    if grant.scope == resource.center.code:
+        return 1
+    return 2
+
+
+def grants_candidates(*, organization_id: int, resource, start: dt.datetime, end: dt.datetime):
+    """Grants of this organisation whose scope covers the resource and whose period meets [start, end)."""
+    return QuotaGrant.objects.filter(
+        organization_id=organization_id,
+        scope__in=[resource.code, resource.center.code, "*"],
+        period_start__lte=end.astimezone(TZ).date(),
+        period_end__gte=start.astimezone(TZ).date(),
+    )
+
+
+def split_by_grant(grants: list[QuotaGrant], resource, quantity: int, start: dt.datetime,
+                   end: dt.datetime) -> list[tuple[QuotaGrant, Decimal]]:
+    """Charge each part of [start, end) to the most specific grant whose period covers it.
+
+    A booking that straddles two periods charges each for its part; parts no grant covers are
+    not charged (an organisation without a grant is not limited).
+    """
+    if not grants:
+        return []
+    bounds = {g.pk: _period_bounds(g) for g in grants}
+    cuts = {start, end}
+    for g_start, g_end in bounds.values():
+        for moment in (g_start, g_end):
+            if start < moment < end:
+                cuts.add(moment)
+    points = sorted(cuts)
+    charged: dict[int, Decimal] = defaultdict(lambda: ZERO)
+    by_pk = {g.pk: g for g in grants}
+    for piece_start, piece_end in zip(points, points[1:], strict=False):
+        covering = [g for g in grants if bounds[g.pk][0] <= piece_start and piece_end <= bounds[g.pk][1]]
+        if not covering:
+            continue
+        chosen = min(covering, key=lambda g: (_specificity(g, resource), g.pk))
+        charged[chosen.pk] += hours_of(quantity, piece_start, piece_end)
+    return [(by_pk[pk], hours) for pk, hours in sorted(charged.items())]
+
+
+@dataclass(frozen=True)
+class Balance:
+    limit: Decimal
+    held: Decimal
+    consumed: Decimal
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.limit - self.held - self.consumed
+
+
+def grant_balances(grant_ids) -> dict[int, Balance]:
+    """Balances of these grants, from one aggregate query over the ledger."""
+    dec = DecimalField(max_digits=20, decimal_places=4)
+    held_kinds = [LedgerKind.HOLD, LedgerKind.RELEASE]
+    rows = (
+        QuotaGrant.objects.filter(pk__in=list(grant_ids))
+        .annotate(
+            held=Coalesce(Sum("ledger__hours", filter=Q(ledger__kind__in=held_kinds)), Value(ZERO), output_field=dec),
+            consumed=Coalesce(
+                Sum("ledger__hours", filter=~Q(ledger__kind__in=held_kinds)), Value(ZERO), output_field=dec
+            ),
+        )
+        .values_list("pk", "limit_hours", "held", "consumed")
+    )
+    return {pk: Balance(limit=limit, held=held, consumed=consumed) for pk, limit, held, consumed in rows}
+
+
+def quota_reserve(*, booking: Booking, resource, now: dt.datetime) -> bool:
+    """Lock the applicable grants and hold the booking's unit-hours on them.
+
+    Call inside the allocation transaction, after locking the resource row. Returns whether a
+    soft grant went over; raises QuotaExceeded when a hard grant would go below zero.
+    """
+    grants = list(
+        grants_candidates(organization_id=booking.organization_id, resource=resource, start=booking.start,
+                          end=booking.end).select_for_update().order_by("pk")
+    )
+    charges = split_by_grant(grants, resource, booking.quantity, booking.start, booking.end)
+    if not charges:
+        return False
+    balances = grant_balances(g.pk for g, _h in charges)
+    over = False
+    for grant, hours in charges:
+        remaining = balances[grant.pk].remaining
+        if hours > remaining:
+            if grant.enforcement == Enforcement.HARD:
+                raise QuotaExceeded(grant=grant, needed=hours, remaining=remaining)
+            over = True
+    QuotaLedgerEntry.objects.bulk_create(
+        [QuotaLedgerEntry(grant=grant, booking=booking, kind=LedgerKind.HOLD, hours=hours, at=now)
+         for grant, hours in charges]
+    )
+    return over
+
+
+class QuotaExceeded(Exception):
+    def __init__(self, *, grant: QuotaGrant, needed: Decimal, remaining: Decimal) -> None:
+        self.grant = grant
+        self.needed = needed
+        self.remaining = remaining
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        left = max(self.remaining, ZERO)
+        return (
+            f"This booking needs {self.needed.normalize():f} unit-hours of quota grant #{self.grant.pk} "
+            f"({self.grant.scope}, {self.grant.period_start}–{self.grant.period_end}) but only "
+            f"{left.normalize():f} remain: book fewer devices or a shorter window, or ask an operator for more."
+        )
+
+
+def _held_by_grant(booking: Booking) -> dict[int, Decimal]:
+    held: dict[int, Decimal] = defaultdict(lambda: ZERO)
+    for grant_id, kind, hours in booking.ledger.filter(kind__in=[LedgerKind.HOLD, LedgerKind.RELEASE]).values_list(
+        "grant_id", "kind", "hours"
+    ):
+        held[grant_id] += hours
+    return {k: v for k, v in held.items() if v != ZERO}
+
+
+def quota_release(*, booking: Booking, now: dt.datetime, reason: str, hours_factor: Decimal | None = None) -> None:
+    """Give back what the booking still holds (all of it, or a fraction for a partial release)."""
+    held = _held_by_grant(booking)
+    entries = []
+    for grant_id, hours in held.items():
+        amount = hours if hours_factor is None else (hours * hours_factor).quantize(FOUR)
+        if amount:
+            entries.append(QuotaLedgerEntry(grant_id=grant_id, booking=booking, kind=LedgerKind.RELEASE,
+                                            hours=-amount, reason=reason, at=now))
+    QuotaLedgerEntry.objects.bulk_create(entries)
+
+
+def quota_settle(*, booking: Booking, used_start: dt.datetime | None, used_end: dt.datetime | None,
+                 now: dt.datetime, reason: str) -> None:
+    """At completion: release the hold and consume actual use (booked time for a no-show)."""
+    quota_release(booking=booking, now=now, reason=reason)
+    if used_start is None or used_end is None or used_end <= used_start:
+        return
+    resource = booking.resource
+    grants = list(grants_candidates(organization_id=booking.organization_id, resource=resource,
+                                    start=used_start, end=used_end).order_by("pk"))
+    QuotaLedgerEntry.objects.bulk_create(
+        [QuotaLedgerEntry(grant=grant, booking=booking, kind=LedgerKind.CONSUME, hours=hours, reason=reason, at=now)
+         for grant, hours in split_by_grant(grants, resource, booking.quantity, used_start, used_end)]
+    )
+
+
+def quota_grant_adjust(*, actor, grant: QuotaGrant, hours: Decimal, reason: str, channel: str) -> QuotaLedgerEntry:
+    """An operator's correction: positive hours charge the grant, negative give back."""
+    if not reason.strip():
+        raise ServiceError("Say why the grant is adjusted: the reason is kept in the ledger.", field="reason")
+    if hours == ZERO:
+        raise ServiceError("An adjustment of zero hours changes nothing: give a positive or negative number.",
+                           field="hours")
+    with transaction.atomic():
+        QuotaGrant.objects.select_for_update().filter(pk=grant.pk).first()
+        entry = QuotaLedgerEntry.objects.create(grant=grant, kind=LedgerKind.ADJUST, hours=hours, reason=reason,
+                                                actor=actor if getattr(actor, "pk", None) else None)
+        audit_record(actor=actor, channel=channel, action="quota.adjust", obj=grant, data={"hours": str(hours),
+                                                                                           "reason": reason})
+    return entry
+
+
+def annotate_balances(queryset):
+    """Add held_hours, consumed_hours to a QuotaGrant queryset in the same query."""
+    dec = DecimalField(max_digits=20, decimal_places=4)
+    held_kinds = [LedgerKind.HOLD, LedgerKind.RELEASE]
+    return queryset.annotate(
+        held_hours=Coalesce(Sum("ledger__hours", filter=Q(ledger__kind__in=held_kinds)), Value(ZERO), output_field=dec),
+        consumed_hours=Coalesce(Sum("ledger__hours", filter=~Q(ledger__kind__in=held_kinds)), Value(ZERO),
+                                output_field=dec),
+    )
+
+
+
+def _check_scope(scope: str) -> None:
+    from equipment.models import AcceleratorPool, Center, EquipmentType
+
+    if scope == "*":
+        return
+    if not (EquipmentType.objects.filter(code=scope).exists() or AcceleratorPool.objects.filter(code=scope).exists()
+            or Center.objects.filter(code=scope).exists()):
+        raise ServiceError(f"Scope {scope!r} is neither a resource code, a centre code nor '*'.", field="scope")
+
+
+def quota_grant_create(*, actor, channel: str, **fields) -> QuotaGrant:
+    _check_scope(fields["scope"])
+    if fields["period_end"] < fields["period_start"]:
+        raise ServiceError("The period must end on or after its start.", field="period_end")
+    with transaction.atomic():
+        grant = QuotaGrant.objects.create(**fields)
+        audit_record(actor=actor, channel=channel, action="quota.grant", obj=grant,
+                     data={"limit_hours": str(grant.limit_hours), "scope": grant.scope})
+    return grant
+
+
+def quota_grant_update(*, actor, grant: QuotaGrant, channel: str, **fields) -> QuotaGrant:
+    if "scope" in fields:
+        _check_scope(fields["scope"])
+    with transaction.atomic():
+        grant = QuotaGrant.objects.select_for_update().get(pk=grant.pk)
+        changed = [k for k, v in fields.items() if getattr(grant, k) != v]
+        for key in changed:
+            setattr(grant, key, fields[key])
+        if grant.period_end < grant.period_start:
+            raise ServiceError("The period must end on or after its start.", field="period_end")
+        if changed:
+            grant.save(update_fields=changed)
+            audit_record(actor=actor, channel=channel, action="quota.update", obj=grant,
+                         data={k: str(fields[k]) for k in changed})
+    return grant

@@ -1,0 +1,53 @@
+"""Celery entry points: fetch by id, call one service. Every task is safe to run twice."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+from celery import shared_task
+from django.conf import settings
+
+from booking.services.allocation import AllocationBusy, booking_allocate
+from booking.services.bookings import (
+    bookings_complete_ended,
+    bookings_mark_no_shows,
+    bookings_requeue_lost,
+    bookings_start_pool_sessions,
+)
+
+
+@shared_task(bind=True, name="booking.allocate_booking", max_retries=50, acks_late=True)
+def allocate_booking(self, booking_id: int) -> str:
+    try:
+        return booking_allocate(booking_id=booking_id)
+    except AllocationBusy as exc:
+        # A lock timeout is retried, never shown to a user as a crash; jitter spreads the herd.
+        raise self.retry(exc=exc, countdown=random.uniform(0.05, 0.5)) from exc  # noqa: S311
+
+
+@shared_task(name="booking.send_booking_email", acks_late=True, max_retries=5)
+def send_booking_email(booking_id: int, event: str) -> int:
+    from booking.services.emails import booking_email_send
+
+    return booking_email_send(booking_id=booking_id, event=event)
+
+
+@shared_task(name="booking.sweep_pending")
+def sweep_pending() -> int:
+    return len(bookings_requeue_lost(older_than=dt.timedelta(seconds=settings.TESTBED_PENDING_SWEEP_SECONDS)))
+
+
+@shared_task(name="booking.mark_no_shows")
+def mark_no_shows() -> int:
+    return bookings_mark_no_shows()
+
+
+@shared_task(name="booking.start_pool_sessions")
+def start_pool_sessions() -> int:
+    return bookings_start_pool_sessions()
+
+
+@shared_task(name="booking.complete_ended")
+def complete_ended() -> int:
+    return bookings_complete_ended()
