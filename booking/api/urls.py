@@ -3,7 +3,8 @@ from rest_framework.routers import SimpleRouter
 
 from booking.api import views
 
-router = SimpleRouter(trailing_slash="/?")
+router = SimpleRouter()
+router.trailing_slash = "/?"  # API.md paths have no trailing slash; accept both
 router.register("bookings", views.BookingViewSet, basename="booking")
 router.register("organizations", views.OrganizationViewSet, basename="organization")
 router.register("quota-grants", views.QuotaGrantViewSet, basename="quota-grant")

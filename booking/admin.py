@@ -1,0 +1,275 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import Count, DecimalField, F, Sum, Value
+from django.db.models.functions import Coalesce
+from django.utils.translation import gettext_lazy as _
+
+from booking.models import (
+    Allocation,
+    ApiKey,
+    Booking,
+    DiscountRule,
+    IdempotencyRecord,
+    Membership,
+    Organization,
+    Qualification,
+    QuotaGrant,
+    QuotaLedgerEntry,
+)
+from equipment.models import AcceleratorPool, EquipmentType
+from testbed.admin import ReadOnlyAdminMixin, ReadOnlyInline
+
+# --- Organisations and people -----------------------------------------------------------------
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    fields = ["user", "role", "created_at"]
+    readonly_fields = ["created_at"]
+    autocomplete_fields = ["user"]
+    extra = 0
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "slug",
+        "business_number",
+        "category",
+        "region",
+        "youth_startup",
+        "is_active",
+        "members_count",
+    ]
+    list_filter = ["category", "region", "youth_startup", "is_active"]
+    search_fields = ["name", "slug", "business_number"]
+    fields = [
+        "name",
+        "slug",
+        "business_number",
+        ("category", "region"),
+        ("youth_startup", "is_active"),
+        "created_at",
+    ]
+    readonly_fields = ["created_at"]
+    inlines = [MembershipInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(members_count=Count("memberships"))
+
+    @admin.display(description=_("members"), ordering="members_count")
+    def members_count(self, obj):
+        return obj.members_count
+
+
+@admin.register(DiscountRule)
+class DiscountRuleAdmin(admin.ModelAdmin):
+    list_display = ["name", "percent", "category", "region", "youth_startup", "active"]
+    list_filter = ["active", "category", "region", "youth_startup"]
+    search_fields = ["name"]
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "organization", "role", "created_at"]
+    list_filter = ["role"]
+    search_fields = ["user__username", "user__email", "organization__name", "organization__slug"]
+    list_select_related = ["user", "organization"]
+    autocomplete_fields = ["organization", "user"]
+
+
+@admin.register(Qualification)
+class QualificationAdmin(admin.ModelAdmin):
+    list_display = ["user", "equipment_type", "valid_until", "granted_by", "created_at"]
+    list_filter = ["equipment_type__center", "equipment_type"]
+    search_fields = [
+        "user__username",
+        "user__email",
+        "equipment_type__code",
+        "equipment_type__name",
+    ]
+    date_hierarchy = "valid_until"
+    list_select_related = ["user", "equipment_type", "granted_by"]
+    autocomplete_fields = ["user", "equipment_type", "granted_by"]
+
+    def get_queryset(self, request):
+        # The label ("user · CODE until date") reads the type, autocomplete included.
+        return super().get_queryset(request).select_related("user", "equipment_type")
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    # key_hash is deliberately in no list here: it is never shown, searched or edited.
+    # Keys are made by the issuing service, which shows the secret once; the admin can rename
+    # or revoke.
+    list_display = [
+        "name",
+        "prefix",
+        "organization",
+        "scopes",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
+    list_filter = ["organization"]
+    search_fields = ["name", "prefix", "organization__name"]
+    list_select_related = ["organization", "created_by"]
+    fields = [
+        "organization",
+        "name",
+        "prefix",
+        "scopes",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
+    readonly_fields = [
+        "organization",
+        "prefix",
+        "scopes",
+        "created_by",
+        "created_at",
+        "last_used_at",
+    ]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+# --- Bookings (read-only: state changes go through the booking services) ----------------------
+
+
+class ResourceFilter(admin.SimpleListFilter):
+    title = _("resource")
+    parameter_name = "resource"
+
+    def lookups(self, request, model_admin):
+        codes = [
+            *EquipmentType.objects.values_list("code", flat=True),
+            *AcceleratorPool.objects.values_list("code", flat=True),
+        ]
+        return [(code, code) for code in sorted(codes)]
+
+    def queryset(self, request, queryset):
+        code = self.value()
+        if not code:
+            return queryset
+        return queryset.filter(equipment_type__code=code) | queryset.filter(pool__code=code)
+
+
+class AllocationInline(ReadOnlyInline):
+    model = Allocation
+    fields = ["unit", "device", "node", "start", "end", "active", "created_at"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("unit", "device__node", "node")
+
+
+@admin.register(Booking)
+class BookingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = [
+        "id",
+        "resource",
+        "quantity",
+        "start",
+        "end",
+        "status",
+        "organization",
+        "user",
+        "channel",
+        "over_quota",
+    ]
+    list_filter = ["status", ResourceFilter, "organization", "channel", "over_quota"]
+    search_fields = [
+        "id__exact",
+        "organization__name",
+        "user__username",
+        "equipment_type__code",
+        "pool__code",
+        "purpose",
+    ]
+    date_hierarchy = "start"
+    list_select_related = ["organization", "user", "equipment_type", "pool"]
+    inlines = [AllocationInline]
+
+    @admin.display(description=_("resource"))
+    def resource(self, obj):
+        return obj.resource_code
+
+
+@admin.register(Allocation)
+class AllocationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["id", "booking", "unit", "device", "start", "end", "active"]
+    list_filter = ["active"]
+    search_fields = ["booking__id__exact", "unit__code", "device__node__hostname"]
+    date_hierarchy = "start"
+    list_select_related = ["booking__equipment_type", "booking__pool", "unit", "device__node"]
+
+
+# --- Quotas ----------------------------------------------------------------------------------
+
+
+@admin.register(QuotaGrant)
+class QuotaGrantAdmin(admin.ModelAdmin):
+    list_display = [
+        "organization",
+        "scope",
+        "period_start",
+        "period_end",
+        "limit_hours",
+        "used_hours",
+        "enforcement",
+    ]
+    list_filter = ["enforcement", "organization"]
+    search_fields = ["organization__name", "organization__slug", "scope"]
+    date_hierarchy = "period_start"
+    list_select_related = ["organization"]
+    autocomplete_fields = ["organization"]
+    fields = [
+        "organization",
+        "scope",
+        ("period_start", "period_end"),
+        ("limit_hours", "enforcement"),
+        "notes",
+        ("reminded_80", "reminded_100"),
+        "created_at",
+    ]
+    readonly_fields = ["reminded_80", "reminded_100", "created_at"]
+
+    def get_queryset(self, request):
+        zero = Value(0, output_field=DecimalField(max_digits=14, decimal_places=4))
+        return super().get_queryset(request).annotate(used=Coalesce(Sum(F("ledger__hours")), zero))
+
+    @admin.display(description=_("used (unit-hours)"), ordering="used")
+    def used_hours(self, obj):
+        return obj.used
+
+
+@admin.register(QuotaLedgerEntry)
+class QuotaLedgerEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["at", "grant", "kind", "hours", "booking", "actor", "reason"]
+    list_filter = ["kind", "grant__organization"]
+    search_fields = ["booking__id__exact", "grant__organization__name", "grant__scope", "reason"]
+    date_hierarchy = "at"
+    list_select_related = [
+        "grant__organization",
+        "booking__equipment_type",
+        "booking__pool",
+        "actor",
+    ]
+
+
+@admin.register(IdempotencyRecord)
+class IdempotencyRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["created_at", "user", "endpoint", "key", "object_id"]
+    list_filter = ["endpoint"]
+    search_fields = ["key", "user__username"]
+    date_hierarchy = "created_at"
+    list_select_related = ["user"]
