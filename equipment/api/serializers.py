@@ -61,7 +61,7 @@ class PoolSerializer(serializers.ModelSerializer):
 
 class MaintenanceWindowSerializer(serializers.ModelSerializer):
     resource = serializers.CharField(
-        help_text="Code of an equipment type, pool, unit, or a node's host name."
+        write_only=True, help_text="Code of an equipment type, pool, unit, or a node's host name."
     )
     resource_kind = serializers.SerializerMethodField()
     start = AwareDateTimeField()

@@ -1,0 +1,1 @@
+"""Benchmarks and drills: `make bench`. Never part of the test run."""
