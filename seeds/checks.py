@@ -23,9 +23,10 @@ from django.utils import translation
 INT_KEYS = set(
     "slot_minutes min_minutes max_minutes min_lead_minutes max_lead_days buffer_minutes "
     "hourly_rate no_show_grace_minutes cancel_free_minutes phase units_count memory_gb "
-    "idle_threshold_pct idle_minutes idle_grace_minutes cards count devices_per_node".split()
+    "idle_threshold_pct idle_minutes idle_grace_minutes cards count devices_per_node "
+    "contested_lead_days".split()
 )
-BOOL_KEYS = {"requires_approval", "requires_qualification", "placeholder"}
+BOOL_KEYS = {"requires_approval", "requires_qualification", "placeholder", "domestic"}
 TIME_KEYS = {"opens_at", "closes_at"}
 DICT_KEYS = {"specs"}
 LIST_KEYS = {"units", "nodes"}

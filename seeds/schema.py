@@ -54,7 +54,7 @@ UNIT_KEYS = {"code", "serial", "location"}
 POOL_KEYS = {
     *"code center name name_en vendor accelerator kind partition_kind memory_gb description "
     "placeholder source idle_threshold_pct idle_minutes idle_grace_minutes cards "
-    "hostname_prefix nodes".split(),
+    "hostname_prefix nodes domestic contested_lead_days".split(),
     *POLICY_KEYS,
 }
 # What pools.yaml's `defaults:` may set: everything but a pool's identity and size.

@@ -218,4 +218,9 @@ CELERY_BEAT_SCHEDULE = {
     "mark-no-shows": {"task": "booking.mark_no_shows", "schedule": 60.0},
     "start-pool-sessions": {"task": "booking.start_pool_sessions", "schedule": 60.0},
     "complete-ended": {"task": "booking.complete_ended", "schedule": 60.0},
+    "allocate-due-rounds": {"task": "booking.allocate_due_rounds", "schedule": 60.0},
+    "flag-idle": {"task": "booking.flag_idle", "schedule": 300.0},
+    "reclaim-idle": {"task": "booking.reclaim_idle", "schedule": 300.0},
+    "rollup-usage": {"task": "booking.rollup_usage", "schedule": 900.0},
+    "quota-reminders": {"task": "booking.quota_reminders", "schedule": 3600.0},
 }

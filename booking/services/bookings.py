@@ -335,6 +335,7 @@ def bookings_requeue_lost(*, older_than: dt.timedelta, now: dt.datetime | None =
     now = now or timezone.now()
     ids = list(
         Booking.objects.filter(status=BookingStatus.PENDING, created_at__lt=now - older_than)
+        .filter(Q(round__isnull=True) | Q(round__allocated_at__isnull=False))
         .order_by("created_at").values_list("pk", flat=True)[:1000]
     )
     for booking_id in ids:

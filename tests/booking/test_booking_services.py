@@ -42,6 +42,12 @@ def frozen():
         yield
 
 
+@pytest.fixture(autouse=True)
+def list_prices():
+    """The default discount rules (migration 0004) would halve the Gwangju test org's prices."""
+    DiscountRule.objects.all().delete()
+
+
 @pytest.fixture
 def lab():
     """A weekday 09–18 lab type with two units, 30-minute slots, up to 2 h, 15 min buffer."""

@@ -170,6 +170,12 @@ class Booking(models.Model):
     cancel_reason = models.CharField(_("cancellation reason"), max_length=500, blank=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
     final_price_krw = models.BigIntegerField(_("final price (KRW)"), null=True, blank=True)
+    idle_flagged_at = models.DateTimeField(_("flagged idle at"), null=True, blank=True)
+    reclaimed_at = models.DateTimeField(_("reclaimed at"), null=True, blank=True)
+    round = models.ForeignKey(
+        "booking.ContestedRound", null=True, blank=True, on_delete=models.PROTECT, related_name="bookings",
+        help_text=_("Set while the booking waits for a contested round's cutoff."),
+    )
     allocation_attempts = models.PositiveIntegerField(default=0)
     decided_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

@@ -1,0 +1,21 @@
+"""Booking models: core (organisations, bookings, allocations, quotas) and usage."""
+
+from booking.models.core import (
+    Allocation,
+    ApiKey,
+    Booking,
+    DiscountRule,
+    IdempotencyRecord,
+    Membership,
+    Organization,
+    Qualification,
+    QuotaGrant,
+    QuotaLedgerEntry,
+)
+from booking.models.usage import BookingUsage, ContestedRound, DailyUsage, TelemetrySample
+
+__all__ = [
+    "Allocation", "ApiKey", "Booking", "BookingUsage", "ContestedRound", "DailyUsage", "DiscountRule",
+    "IdempotencyRecord", "Membership", "Organization", "Qualification", "QuotaGrant", "QuotaLedgerEntry",
+    "TelemetrySample",
+]
