@@ -53,7 +53,7 @@ CITATION = (
     'Fragmentation Gradient Descent", USENIX ATC 2023'
 )
 SOURCE = "Alibaba cluster-trace-gpu-v2023 (`openb`, alibaba/clusterdata)"
-DEFAULT_SHRINK = (1, 100)
+DEFAULT_SHRINK = (1, 50, 100, 150)
 
 AllocFn = Callable[[Sequence[NodeState], datetime, datetime, int], Placement | None]
 
@@ -114,7 +114,7 @@ def load_trace(
     keyed.sort(key=lambda k: (k[0], k[1]))
     if limit is not None:
         keyed = keyed[:limit]
-    horizon_end = max((int(r["deletion_time"]) for _, _, r in keyed if r["deletion_time"]), default=0)
+    horizon_end = max((int(r["deletion_time"]) for r in rows if r["deletion_time"]), default=0)
     cap = None if max_days is None else int(max_days * 86400)
     requests: list[Request] = []
     for _, _, row in keyed:
@@ -157,6 +157,12 @@ class Cluster:
     @property
     def devices(self) -> int:
         return sum(len(d) for d in self.node_devices)
+
+    @property
+    def mix(self) -> str:
+        """Nodes per model and size, e.g. "G2 5×8 GPUs, T4 4×2 GPUs"."""
+        counts = Counter((r.model, r.gpus) for r in self.nodes)
+        return ", ".join(f"{m} {c}×{g}" for (m, g), c in sorted(counts.items())) + " (nodes × GPUs)"
 
 
 def build_cluster(rows: Sequence[NodeRow], shrink: int = 1) -> Cluster:
@@ -264,6 +270,7 @@ class Result:
     policy: str
     cluster: str
     devices: int
+    mix: str = ""
     requested: int = 0
     placed: int = 0
     gpu_s_requested: int = 0
@@ -322,8 +329,9 @@ class Result:
 class _State:
     """The cluster's bookings as of the replay's clock, kept incrementally."""
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster, size_tail: tuple[list[int], int]) -> None:
         self.cluster = cluster
+        self.tail, self.tail_total = size_tail
         self.size = [len(d) for d in cluster.node_devices]
         self.free = list(self.size)
         n_devices = cluster.devices
@@ -342,6 +350,16 @@ class _State:
             self.hist[cluster.node_pool[n]][size] += 1
             self.idle.setdefault((cluster.node_pool[n], size), []).append(n)
         self.partial: set[int] = set()  # nodes with at least one busy device
+        # Per pool: free devices, and Σ free · #(requests needing more than that free), whole
+        # numbers kept as nodes change: the expected unusable free devices times the count.
+        self.pool_free = [0] * len(cluster.pools)
+        self.pool_unusable = [0] * len(cluster.pools)
+        for n, size in enumerate(self.size):
+            self.pool_free[cluster.node_pool[n]] += size
+            self.pool_unusable[cluster.node_pool[n]] += size * self._tail(size)
+
+    def _tail(self, free: int) -> int:
+        return self.tail[free] if free < len(self.tail) else 0
 
     def advance(self, now: int) -> None:
         while self.releases and self.releases[0][0] <= now:
@@ -352,6 +370,8 @@ class _State:
         old, size, pool = self.free[node], self.size[node], self.cluster.node_pool[node]
         self.hist[pool][old] -= 1
         self.hist[pool][new] += 1
+        self.pool_free[pool] += new - old
+        self.pool_unusable[pool] += new * self._tail(new) - old * self._tail(old)
         idle = self.idle[(pool, size)]
         if old == size:
             del idle[bisect.bisect_left(idle, node)]
@@ -379,7 +399,13 @@ class _State:
         heapq.heappush(self.releases, (end, node, len(devices)))
 
     def free_in(self, pools: frozenset[int]) -> int:
-        return sum(f * count for p in pools for f, count in enumerate(self.hist[p]))
+        return sum(self.pool_free[p] for p in pools)
+
+    def fragmentation(self, pools: frozenset[int]) -> float | None:
+        free = sum(self.pool_free[p] for p in pools)
+        if not free:
+            return None
+        return sum(self.pool_unusable[p] for p in pools) / (free * self.tail_total)
 
     def candidates(self, pools: frozenset[int], quantity: int, *, collapse: bool) -> list[int]:
         """Node ids that have `quantity` free devices now, ascending."""
@@ -422,20 +448,20 @@ def replay(
     *,
     seed: int = 0,
     verify_every: int = 50,
-    size_tail: Sequence[float] | None = None,
+    size_tail: tuple[list[int], int] | None = None,
 ) -> Result:
     """Replay `requests` (creation order) against `cluster` with one policy."""
-    state = _State(cluster)
+    if size_tail is None:
+        size_tail = tail_counts(requests)
+    state = _State(cluster, size_tail)
     policy = spec.make(seed)
-    result = Result(spec.name, cluster.label, cluster.devices)
+    result = Result(spec.name, cluster.label, cluster.devices, cluster.mix)
     pool_index = {m: i for i, m in enumerate(cluster.pools)}
     pool_max = [0] * len(cluster.pools)
     for n, p in enumerate(cluster.node_pool):
         pool_max[p] = max(pool_max[p], state.size[n])
     all_pools = frozenset(range(len(cluster.pools)))
     whole: dict[frozenset[int], list[int]] = {}
-    if size_tail is None:
-        size_tail = tail_shares(requests)
     first, last = None, None
     for index, req in enumerate(requests):
         if req.pools is None:
@@ -456,13 +482,9 @@ def replay(
         last = req.end if last is None else max(last, req.end)
 
         free_total = state.free_in(pools)
-        if free_total:
-            unusable = sum(
-                f * count * size_tail[min(f, len(size_tail) - 1)]
-                for p in pools
-                for f, count in enumerate(state.hist[p])
-            )
-            result.frag_sum += unusable / free_total
+        frag = state.fragmentation(pools)
+        if frag is not None:
+            result.frag_sum += frag
             result.frag_n += 1
 
         nodes = [state.node_state[n] for n in state.candidates(pools, req.gpus, collapse=spec.ranked)]
@@ -510,12 +532,11 @@ def replay(
     return result
 
 
-def tail_shares(requests: Sequence[Request]) -> list[float]:
-    """tail[f] = share of requests that need more than f GPUs."""
+def tail_counts(requests: Sequence[Request]) -> tuple[list[int], int]:
+    """([requests needing more than f GPUs for f = 0..max], requests): the size mix's tail."""
     top = max((r.gpus for r in requests), default=0)
-    total = len(requests) or 1
     counts = Counter(r.gpus for r in requests)
-    return [sum(c for g, c in counts.items() if g > f) / total for f in range(top + 1)]
+    return [sum(c for g, c in counts.items() if g > f) for f in range(top + 1)], len(requests) or 1
 
 
 def peak_demand(requests: Sequence[Request]) -> tuple[int, int]:
@@ -551,28 +572,49 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f} %"
 
 
+def _short(policy: str) -> str:
+    return policy.split(" (")[0]
+
+
 def render(trace: Trace, results: Sequence[Result], *, seed: int, limit: int | None,
-           elapsed_s: float, verify_every: int) -> str:
+           elapsed_s: float, verify_every: int, shrinks: Sequence[int]) -> str:
     requests = trace.requests
     peak, peak_at = peak_demand(requests)
     sizes = Counter(r.gpus for r in requests)
+    span_days = max((r.end for r in requests), default=0) / 86400
+    longest_days = max((r.end - r.start for r in requests), default=0) / 86400
+    len_devices = sum(n.gpus for n in trace.nodes)
+    command = "python -m bench.trace_replay" + (f" --limit {limit}" if limit else "")
+    command += f" --seed {seed} --shrink {','.join(map(str, shrinks))}"
     lines = [
         "## Allocation on a real GPU trace (Alibaba openb)",
         "",
-        f"Data: {SOURCE}: {trace.node_rows:,} GPU nodes, {trace.pod_rows:,} pods"
-        + (f" (first {limit:,} by creation time: `--limit`)" if limit else "")
+        f"Data: {SOURCE}, {trace.node_rows:,} GPU nodes and {trace.pod_rows:,} pods"
+        + (f" (the first {limit:,} by creation time)" if limit else "")
         + f"; {CITATION}.",
-        f"`python -m bench.trace_replay --seed {seed}`: each pod is a booking of num_gpu whole "
-        "devices over [creation, deletion), placed online in creation order at its creation time "
-        "(first come, first served, no retry); the pool is any of its gpu_spec models, and all "
-        "openb pods leave gpu_spec empty, so every call gets the union of the 7 model pools. "
-        f"Replayed {len(requests):,} requests ("
+        "",
+        f"`{command}`: each pod becomes a booking of num_gpu whole devices over "
+        "[creation, deletion), placed online in creation order at its creation time (first come "
+        "first served, no queue: a request that does not fit then is rejected). The pool is any "
+        "of its gpu_spec models, and every openb pod leaves gpu_spec empty, so each call gets "
+        "the union of the model pools. "
+        f"{len(requests):,} requests replayed ("
         + ", ".join(f"{c:,} × {g} GPU" for g, c in sorted(sizes.items()))
-        + f"); peak concurrent demand {peak:,} GPUs (day {peak_at / 86400:.0f} of "
-        f"{max((r.end for r in requests), default=0) / 86400:.0f}).",
+        + f"); at most {peak:,} GPUs are requested at once (day {peak_at / 86400:.0f} of "
+        f"{span_days:.0f}), {_pct(peak / max(len_devices, 1))} of the cluster's GPUs; the "
+        "same replay therefore also runs "
+        "against node samples (every K-th node in (model, size, sn) order), where policies "
+        "compete for devices:",
+        "",
+    ]
+    seen: dict[str, str] = {}
+    for r in results:
+        seen.setdefault(r.cluster, r.mix)
+    lines += [f"- {label}: {mix}" for label, mix in seen.items()]
+    lines += [
         "",
         "| cluster | policy | placed / requested | GPU-h placed / requested | utilisation "
-        "| rejected (capacity / fragmented) | fragmentation | mean wait (h) | µs / call | "
+        "| rejected: capacity / fragmented | fragmentation | mean wait (h) | µs / call | "
         "µs / call, whole pool |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -580,44 +622,54 @@ def render(trace: Trace, results: Sequence[Result], *, seed: int, limit: int | N
         wait = f"{r.mean_wait_h:.1f}" if r.mean_wait_h is not None else "–"
         full = f"{r.full_call_us:,.0f}" if r.full_call_us is not None else "–"
         lines.append(
-            f"| {r.cluster} | {r.policy} | {r.placed:,} / {r.requested:,} ({_pct(r.placement_rate)}) "
+            f"| {r.cluster.split(' (')[0]} | {r.policy} "
+            f"| {r.placed:,} / {r.requested:,} ({_pct(r.placement_rate)}) "
             f"| {_pct(r.gpu_hours_rate)} | {_pct(r.utilisation)} "
             f"| {r.rejected_capacity:,} / {r.rejected_fragmentation:,} | {r.fragmentation:.4f} "
             f"| {wait} | {r.call_us:,.0f} | {full} |"
         )
     skipped = Counter(trace.skipped)
-    for r in results:  # per-cluster skips are the same for every policy of a cluster
+    for r in results:  # the same for every policy of one cluster
         for reason, count in r.skipped.items():
-            skipped[f"{reason} [{r.cluster}]"] = count
-    lines += ["", "Rows not replayed: " + (
-        "; ".join(f"{reason}: {count:,}" for reason, count in sorted(skipped.items())) or "none"
-    ) + "."]
-    lines += ["Replayed with a caveat: " + (
-        "; ".join(f"{note}: {count:,}" for note, count in sorted(trace.notes.items())) or "none"
-    ) + ". No lifetime exceeds the trace's span, so none is capped unless `--max-days` says so."]
+            skipped[f"{reason} ({r.cluster.split(' (')[0]})"] = count
+    lines += [
+        "",
+        "Rows not replayed: "
+        + ("; ".join(f"{reason}: {count:,}" for reason, count in sorted(skipped.items())) or "none")
+        + ". Replayed with a caveat: "
+        + ("; ".join(f"{note}: {count:,}" for note, count in sorted(trace.notes.items())) or "none")
+        + f". The longest lifetime is {longest_days:.0f} days: long-lived services, not errors, "
+        "so lifetimes are capped only with `--max-days`.",
+    ]
     mismatches = sum(r.mismatches for r in results)
     checked = sum(r.full_calls for r in results)
     lines += [
         "",
-        "Definitions. *Utilisation*: busy device-seconds / (devices × the replay's span, first "
-        "creation to last deletion). *Rejected*: did not fit at its creation time; *fragmented* "
-        "when the pools had at least num_gpu free devices in all but no single node had enough, "
-        "*capacity* otherwise (at a rejection every free device is by definition on a node with too "
-        "few, so that share is always 1 and is not shown). *Fragmentation* (FGD's measure for "
+        "*Utilisation*: busy device-seconds / (devices × span from first creation to last "
+        "deletion). *Rejected*: did not fit at its creation time; *fragmented* when the pools "
+        "had at least num_gpu free devices in all but no node had that many, *capacity* "
+        "otherwise (at a rejection every free device is on a node with too few by definition, so "
+        "that share is always 1 and is not shown). *Fragmentation* (the FGD paper's measure, for "
         "whole GPUs): at each arrival, the share of free devices that a request drawn from the "
-        "replayed size mix could not use because their node has fewer free than it needs, "
-        "Σ_nodes free·P(num_gpu > free) / Σ free, averaged over arrivals. *Mean wait*: for rejected "
-        "requests, the earliest later start at which some node fits it given the bookings already "
-        "made (later arrivals ignored), found from the release times and confirmed with "
-        "`choose_devices` (fits there, not at the release before). *µs / call*: the policy's call "
-        "as the replay makes it (nodes with enough free devices; idle twins collapsed for the "
-        f"ranked policies); *whole pool*: every {verify_every}th request again with every node of "
-        f"the pool, as a service would call it ({checked:,} such calls, {mismatches} answers "
-        "different from the replay's; random fit compared on fit / no fit only).",
+        "replayed size mix could not use because their node has fewer free, "
+        "Σ_nodes free · P(num_gpu > free) / Σ free, averaged over arrivals. *Mean wait*: for "
+        "rejected requests, how much later some node would first fit it given the bookings "
+        "already made (later arrivals ignored), from the release times, each confirmed with "
+        "`choose_devices` (fits then, not at the release before). *µs / call*: the policy as "
+        "the replay calls it (only nodes with enough free devices, idle nodes of one pool and "
+        "size collapsed to the lowest id for the ranked policies, which cannot change their "
+        + (
+            f"answer); *whole pool*: every {verify_every}th request again with every node of its "
+            f"pools, as a service would call it ({checked:,} calls; {mismatches} answers differed "
+            "from the replay's, random fit compared on fit / no fit only)."
+            if verify_every
+            else "answer); *whole pool*: not measured (`--verify-every 0`)."
+        )
+        + " Random fit uses one seed.",
         "",
         f"Result: {interpret(results, peak)}",
         "",
-        f"_Whole run: {elapsed_s:.1f} s._",
+        f"_Whole run, loading included: {elapsed_s:.1f} s._",
     ]
     return "\n".join(lines)
 
@@ -625,40 +677,69 @@ def render(trace: Trace, results: Sequence[Result], *, seed: int, limit: int | N
 def interpret(results: Sequence[Result], peak: int) -> str:
     clusters: dict[str, list[Result]] = {}
     for r in results:
-        clusters.setdefault(r.cluster, []).append(r)
+        clusters.setdefault(r.cluster.split(" (")[0], []).append(r)
+    calm = [label for label, rows in clusters.items() if all(r.rejected == 0 for r in rows)]
+    busy = {label: rows for label, rows in clusters.items() if label not in calm}
     parts = []
-    for label, rows in clusters.items():
-        rates = {r.policy.split(" (")[0]: r.placement_rate for r in rows}
-        devices = rows[0].devices
-        if all(r.rejected == 0 for r in rows):
-            parts.append(
-                f"on the {label} the trace never comes near capacity (peak {peak:,} GPUs at once "
-                f"of {devices:,}), so every policy places every request and this says nothing "
-                "about packing"
-            )
-            continue
-        ranked = sorted(rates.items(), key=lambda kv: -kv[1])
-        spread = ranked[0][1] - ranked[-1][1]
-        frag = {r.policy.split(" (")[0]: r.rejected_fragmentation for r in rows}
-        text = (
-            f"on the {label} placement rates are "
-            + ", ".join(f"{name} {_pct(rate)}" for name, rate in ranked)
-            + f" (spread {100 * spread:.2f} points), with "
-            + ", ".join(f"{n} {c:,}" for n, c in frag.items())
-            + " rejections caused by fragmentation"
+    if calm:
+        devices = max(r.devices for label in calm for r in clusters[label])
+        parts.append(
+            f"with at most {peak:,} GPUs requested at once, every policy places every request on "
+            + " and ".join(f"the {label}" for label in calm)
+            + (f" ({devices:,} GPUs)" if len(calm) == 1 else f" (the largest has {devices:,} GPUs)")
+            + ", so there the policies cannot be told apart"
         )
-        if spread < 0.005:
-            text += ": at this load the choice of policy barely matters"
+    if busy:
+        best = POLICIES[0].name
+        top = {label: max(r.gpu_hours_rate for r in rows) for label, rows in busy.items()}
+        leaders = {
+            label: [r for r in rows if r.gpu_hours_rate == top[label]] for label, rows in busy.items()
+        }
+        if all(any(r.policy == best for r in leaders[label]) for label in busy):
+            gaps = [top[label] - min(r.gpu_hours_rate for r in rows) for label, rows in busy.items()]
+            low, high = 100 * min(gaps), 100 * max(gaps)
+            spread = f"{low:.1f}" if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f}–{high:.1f}"
+            text = (
+                "on the samples where devices run short, best fit places the most GPU-hours "
+                f"(ties included) on every one ({spread} points above the weakest policy)"
+            )
+        else:
+            text = "on the samples where devices run short, the most GPU-hours go to " + ", ".join(
+                f"{' and '.join(_short(r.policy) for r in leaders[label])} on the {label}"
+                for label in busy
+            )
+        fewest = [
+            label for label, rows in busy.items()
+            if any(r.policy == POLICIES[0].name for r in rows)
+            and min(r.rejected_fragmentation for r in rows)
+            == next(r.rejected_fragmentation for r in rows if r.policy == POLICIES[0].name)
+        ]
+        text += (
+            f", and best fit has the fewest rejections from fragmentation (ties included) on "
+            f"{len(fewest)} of them"
+        )
+        for label, rows in busy.items():
+            by_count = max(rows, key=lambda r: r.placement_rate)
+            if by_count.gpu_hours_rate < top[label]:
+                text += (
+                    f"; on the {label}, {_short(by_count.policy)} places the most requests "
+                    f"({_pct(by_count.placement_rate)}) but only {_pct(by_count.gpu_hours_rate)} "
+                    "of the GPU-hours, so what it turned away was bigger or longer"
+                )
         parts.append(text)
     sentence = "; ".join(parts)
-    return sentence[0].upper() + sentence[1:] + " (GPU shares booked as whole GPUs, no queueing)."
+    return (
+        sentence[0].upper() + sentence[1:]
+        + " (GPU shares are booked as whole GPUs and nothing queues, so this is a packing "
+        "comparison, not a reproduction of the cluster)."
+    )
 
 
 # --------------------------------------------------------------------------- main
 
 
 def run(trace: Trace, shrinks: Sequence[int], *, seed: int, verify_every: int) -> list[Result]:
-    tail = tail_shares(trace.requests)
+    tail = tail_counts(trace.requests)
     results = []
     for shrink in shrinks:
         cluster = build_cluster(trace.nodes, shrink)
@@ -690,7 +771,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = run(trace, shrinks, seed=args.seed, verify_every=args.verify_every)
     elapsed = time.perf_counter() - began
     markdown = render(trace, results, seed=args.seed, limit=args.limit, elapsed_s=elapsed,
-                      verify_every=args.verify_every)
+                      verify_every=args.verify_every, shrinks=shrinks)
     print(markdown)
     if not args.no_write:
         from bench.report import write_section

@@ -278,10 +278,3 @@ def find_alternatives(
             if following <= until and following not in seen:
                 heapq.heappush(queue, following)
     return found
-    for candidate in candidate_starts(policy, after=start, until=until, busy_ends=busy_ends):
-        end = add_elapsed(candidate, duration)
-        if is_open(policy, candidate, end) and fits(candidate, end):
-            found.append((candidate, end))
-            if len(found) >= limit:
-                break
-    return found
