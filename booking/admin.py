@@ -9,6 +9,9 @@ from booking.models import (
     Allocation,
     ApiKey,
     Booking,
+    BookingUsage,
+    ContestedRound,
+    DailyUsage,
     DiscountRule,
     IdempotencyRecord,
     Membership,
@@ -16,6 +19,7 @@ from booking.models import (
     Qualification,
     QuotaGrant,
     QuotaLedgerEntry,
+    TelemetrySample,
 )
 from equipment.models import AcceleratorPool, EquipmentType
 from testbed.admin import ReadOnlyAdminMixin, ReadOnlyInline
@@ -273,3 +277,83 @@ class IdempotencyRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["key", "user__username"]
     date_hierarchy = "created_at"
     list_select_related = ["user"]
+
+
+# --- Contested rounds --------------------------------------------------------------------------
+
+
+@admin.register(ContestedRound)
+class ContestedRoundAdmin(admin.ModelAdmin):
+    list_display = [
+        "pool",
+        "window_start",
+        "window_end",
+        "cutoff_at",
+        "allocated_at",
+        "bookings_count",
+    ]
+    list_filter = ["pool"]
+    search_fields = ["pool__code", "pool__name"]
+    date_hierarchy = "cutoff_at"
+    list_select_related = ["pool"]
+    autocomplete_fields = ["pool"]
+    fields = ["pool", ("window_start", "window_end"), "cutoff_at", "allocated_at", "created_at"]
+    readonly_fields = ["allocated_at", "created_at"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(bookings_count=Count("bookings"))
+
+    @admin.display(description=_("bookings"), ordering="bookings_count")
+    def bookings_count(self, obj):
+        return obj.bookings_count
+
+
+# --- Usage (read-only: written by node agents and the rollup tasks) ---------------------------
+
+
+@admin.register(TelemetrySample)
+class TelemetrySampleAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["at", "device", "booking", "utilization_pct", "memory_used_mb", "power_w"]
+    list_filter = ["node__pool"]
+    search_fields = ["node__hostname", "booking__id__exact"]
+    date_hierarchy = "at"
+    list_select_related = ["device__node", "booking__equipment_type", "booking__pool"]
+    # The table grows by a row per device per sample: skip the unfiltered COUNT(*).
+    show_full_result_count = False
+
+
+@admin.register(BookingUsage)
+class BookingUsageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = [
+        "booking",
+        "booked_unit_hours",
+        "used_unit_hours",
+        "mean_utilization_pct",
+        "energy_kwh",
+        "charge_krw",
+        "samples",
+        "computed_at",
+    ]
+    search_fields = ["booking__id__exact", "booking__organization__name"]
+    list_select_related = ["booking__equipment_type", "booking__pool"]
+
+
+@admin.register(DailyUsage)
+class DailyUsageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = [
+        "day",
+        "organization",
+        "resource_code",
+        "center_code",
+        "bookings",
+        "booked_hours",
+        "used_hours",
+        "unit_hours",
+        "cancelled",
+        "no_shows",
+        "charge_krw",
+    ]
+    list_filter = ["resource_kind", "center_code"]
+    search_fields = ["organization__name", "resource_code"]
+    date_hierarchy = "day"
+    list_select_related = ["organization"]

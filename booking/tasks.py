@@ -51,3 +51,10 @@ def start_pool_sessions() -> int:
 @shared_task(name="booking.complete_ended")
 def complete_ended() -> int:
     return bookings_complete_ended()
+
+
+@shared_task(name="booking.allocate_due_rounds")
+def allocate_due_rounds() -> int:
+    from booking.services.rounds import rounds_allocate_due
+
+    return rounds_allocate_due()

@@ -47,7 +47,8 @@ class BookingSerializer(serializers.ModelSerializer):
         fields = [
             "id", "organization", "user", "resource", "resource_kind", "quantity", "start", "end", "purpose",
             "status", "allocations", "rejection", "over_quota", "maintenance", "actual_start", "actual_end",
-            "cancel_reason", "final_price_krw", "channel", "created_at", "updated_at",
+            "cancel_reason", "final_price_krw", "channel", "round", "idle_flagged_at", "reclaimed_at",
+            "created_at", "updated_at",
         ]
         read_only_fields = fields
 

@@ -9,8 +9,10 @@ router.register("bookings", views.BookingViewSet, basename="booking")
 router.register("organizations", views.OrganizationViewSet, basename="organization")
 router.register("quota-grants", views.QuotaGrantViewSet, basename="quota-grant")
 router.register("maintenance-windows", views.MaintenanceWindowViewSet, basename="maintenance-window")
+router.register("rounds", views.ContestedRoundViewSet, basename="round")
 
 urlpatterns = [
     path("availability", views.AvailabilityView.as_view(), name="availability"),
+    path("telemetry", TelemetryView.as_view(), name="telemetry"),
     *router.urls,
 ]

@@ -348,3 +348,46 @@ class MaintenanceWindowViewSet(viewsets.ModelViewSet):
 
         audit_record(actor=self.request.user, channel=Channel.API, action="maintenance.delete", obj=instance)
         instance.delete()
+
+
+@extend_schema(tags=["bookings"])
+class ContestedRoundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Contested rounds and where your requests stand in fair-share order (operators see everyone's)."""
+
+    def get_queryset(self):
+        from booking.services.rounds import rounds_visible_to
+
+        return rounds_visible_to(user=self.request.user, auth=self.request.auth)
+
+    def _body(self, round_, *, standing: bool) -> dict:
+        iso = AwareDateTimeField().to_representation
+        body = {
+            "id": round_.pk, "pool": round_.pool.code, "window_start": iso(round_.window_start),
+            "window_end": iso(round_.window_end), "cutoff_at": iso(round_.cutoff_at),
+            "allocated_at": iso(round_.allocated_at) if round_.allocated_at else None,
+        }
+        if standing:
+            from booking.services.rounds import round_standing
+
+            ranked = round_standing(round_)
+            mine = None if is_operator(self.request.user) and not isinstance(self.request.auth, ApiKey) else set(
+                Booking.objects.filter(round=round_).filter(
+                    organization__in=organization_list(user=self.request.user, auth=self.request.auth)
+                ).values_list("pk", flat=True)
+            )
+            body["requests"] = len(ranked)
+            body["standing"] = [
+                {"booking": r.claim.booking_id, "position": r.position, "within_quota": r.within_quota,
+                 "recent_use_ratio": round(r.recent_use_ratio, 4), "unit_hours": r.claim.hours}
+                for r in ranked if mine is None or r.claim.booking_id in mine
+            ]
+        return body
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def list(self, request):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response([self._body(r, standing=False) for r in page])
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def retrieve(self, request, pk=None):
+        return Response(self._body(self.get_object(), standing=True))

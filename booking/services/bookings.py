@@ -118,8 +118,13 @@ def booking_request(
     if refusal:
         raise _refuse(refusal)
 
+    from booking.services.rounds import round_for_request
+
     with transaction.atomic():
+        contested = None if isinstance(resource, EquipmentType) else round_for_request(
+            pool=resource, start=start, now=now)
         booking = Booking.objects.create(
+            round=contested,
             organization=organization,
             user=actor,
             equipment_type=resource if isinstance(resource, EquipmentType) else None,
@@ -131,8 +136,11 @@ def booking_request(
             purpose=purpose,
             channel=channel,
         )
-        audit_record(actor=actor, channel=channel, action="booking.request", obj=booking, to_state=booking.status)
-        transaction.on_commit(lambda: _enqueue_allocation(booking.pk), robust=True)
+        audit_record(actor=actor, channel=channel, action="booking.request", obj=booking, to_state=booking.status,
+                     data={"round": contested.pk} if contested else None)
+        if contested is None:
+            transaction.on_commit(lambda: _enqueue_allocation(booking.pk), robust=True)
+        # A booking in a contested round waits for the round's cutoff (rounds_allocate_due).
     return booking
 
 
