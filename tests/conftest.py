@@ -7,6 +7,19 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from tests.factories import OrganizationFactory, UserFactory, add_member
+from tests.worker import celery_worker, celery_worker_concurrency  # noqa: F401
+
+
+@pytest.fixture(scope="session", autouse=True)
+def deep_listen_backlog():
+    """Django's live test server listens with socketserver's backlog of 5: 32 clients
+    connecting at once would be reset by the kernel. (Production runs gunicorn.)"""
+    from django.core.servers.basehttp import ThreadedWSGIServer
+
+    previous = ThreadedWSGIServer.request_queue_size
+    ThreadedWSGIServer.request_queue_size = 128
+    yield
+    ThreadedWSGIServer.request_queue_size = previous
 
 
 @pytest.fixture
@@ -57,3 +70,4 @@ def client_for(user) -> APIClient:
 def api():
     """`api(user)` → an APIClient authenticated as that user (None: anonymous)."""
     return client_for
+
