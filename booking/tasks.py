@@ -58,3 +58,17 @@ def allocate_due_rounds() -> int:
     from booking.services.rounds import rounds_allocate_due
 
     return rounds_allocate_due()
+
+
+@shared_task(name="booking.flag_idle")
+def flag_idle() -> dict[str, int]:
+    from booking.services.idle import bookings_flag_idle
+
+    return bookings_flag_idle()
+
+
+@shared_task(name="booking.reclaim_idle")
+def reclaim_idle() -> list[int]:
+    from booking.services.idle import bookings_reclaim_idle
+
+    return bookings_reclaim_idle()

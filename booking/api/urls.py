@@ -2,6 +2,7 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from booking.api import views
+from booking.api.telemetry import TelemetryView
 
 router = SimpleRouter()
 router.trailing_slash = "/?"  # API.md paths have no trailing slash; accept both

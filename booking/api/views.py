@@ -32,7 +32,12 @@ from booking.services.access import access_organization, default_organization_fo
 from booking.services.api_keys import api_key_create, api_key_revoke
 from booking.services.idempotency import idempotent_create, request_fingerprint
 from booking.services.organizations import member_add, organization_create, organization_update
-from booking.services.quotas import annotate_balances, quota_grant_create, quota_grant_update
+from booking.services.quotas import (
+    annotate_balances,
+    quota_grant_adjust,
+    quota_grant_create,
+    quota_grant_update,
+)
 from booking.services.resources import resource_for_code
 from testbed.api.fields import AwareDateTimeField
 from testbed.api.permissions import IsOperator
@@ -40,6 +45,21 @@ from testbed.choices import Channel
 from testbed.errors import ServiceError
 
 MAX_WAIT_SECONDS = 30
+
+
+class AdjustSerializer(serializers.Serializer):
+    hours = serializers.DecimalField(max_digits=14, decimal_places=4)
+    reason = serializers.CharField(max_length=300)
+
+
+class LedgerEntrySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    hours = serializers.DecimalField(max_digits=14, decimal_places=4)
+    booking = serializers.IntegerField(source="booking_id", allow_null=True)
+    reason = serializers.CharField()
+    actor = serializers.CharField(source="actor.username", allow_null=True, default=None)
+    at = AwareDateTimeField()
 
 
 def _require_scope(request, scope: str) -> None:
@@ -302,6 +322,28 @@ class QuotaGrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins
         serializer.is_valid(raise_exception=True)
         grant = quota_grant_create(actor=request.user, channel=Channel.API, **serializer.validated_data)
         return Response(self.get_serializer(self.get_queryset().get(pk=grant.pk)).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=inline_serializer("QuotaAdjust", {
+        "hours": serializers.DecimalField(max_digits=14, decimal_places=4,
+                                          help_text="Positive charges the grant, negative gives hours back."),
+        "reason": serializers.CharField(max_length=300)}), responses=QuotaGrantSerializer)
+    @action(detail=True, methods=["post"], permission_classes=[IsOperator])
+    def adjust(self, request, pk=None):
+        """An operator's correction to a grant, kept in the append-only ledger with its reason."""
+        grant = self.get_object()
+        body = AdjustSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        quota_grant_adjust(actor=request.user, grant=grant, channel=Channel.API, **body.validated_data)
+        return Response(self.get_serializer(self.get_queryset().get(pk=grant.pk)).data)
+
+    @extend_schema(responses=LedgerEntrySerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def ledger(self, request, pk=None):
+        """The grant's ledger: every hold, release, consumption and adjustment."""
+        grant = self.get_object()
+        entries = grant.ledger.select_related("actor").order_by("at", "pk")
+        page = self.paginate_queryset(entries)
+        return self.get_paginated_response(LedgerEntrySerializer(page, many=True).data)
 
     def partial_update(self, request, pk=None):
         grant = self.get_object()

@@ -54,6 +54,21 @@ def booking_email_send(*, booking_id: int, event: str) -> int:
             "예약을 취소하거나 아래 시간으로 다시 예약해 주세요 / cancel, or book one of these windows:\n"
             f"{alternatives or '  (none free within two weeks)'}\n"
         )
+    elif event in {"idle_flagged", "reclaimed"} and booking.pool_id:
+        managers = True
+        pool = booking.pool
+        rule = (f"{pool.idle_threshold_pct}% 미만 {pool.idle_minutes}분 / under {pool.idle_threshold_pct}% "
+                f"utilisation for {pool.idle_minutes} min")
+        if event == "idle_flagged":
+            subject = f"[testbed] 예약 #{booking.pk} 유휴 GPU 경고 / idle accelerators flagged"
+            body = (f"{booking.resource_code} ×{booking.quantity}, {_when(booking)}\n유휴 기준 / idle rule: {rule}\n"
+                    f"{pool.idle_grace_minutes}분 안에 사용하지 않으면 남은 시간이 회수됩니다 / unless used within "
+                    f"{pool.idle_grace_minutes} min, the rest of the booking is reclaimed.\n")
+        else:
+            subject = f"[testbed] 예약 #{booking.pk} 유휴 GPU 회수 / idle accelerators reclaimed"
+            body = (f"{booking.resource_code} ×{booking.quantity}, {_when(booking)}\n유휴 기준 / idle rule: {rule}\n"
+                    "남은 시간은 회수되었고 사용하지 않은 쿼터는 반환되었습니다 / the rest of the booking was "
+                    "released and the unused quota refunded.\n")
     else:
         subject = f"[testbed] 예약 #{booking.pk}: {event}"
         body = f"{booking.resource_code} ×{booking.quantity}, {_when(booking)}\n상태 / status: {booking.status}\n"

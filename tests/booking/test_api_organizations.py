@@ -108,3 +108,17 @@ def test_it_lets_operators_declare_maintenance(api, operator, member):
     booking = refused.json()
     booking_allocate(booking_id=booking["id"])
     assert api(member).get(f"/api/v1/bookings/{booking['id']}").json()["rejection"]["code"] == "unavailable"
+
+
+def test_it_lets_operators_adjust_a_grant_with_a_reason(api, operator, member, org):
+    pool = make_pool(nodes=1, per_node=8)
+    grant = QuotaGrant.objects.create(organization=org, scope=pool.code, period_start="2026-01-01",
+                                      period_end="2026-12-31", limit_hours=100)
+    url = f"/api/v1/quota-grants/{grant.pk}/adjust"
+    assert api(member).post(url, {"hours": "5", "reason": "x"}, format="json").status_code == 403
+    no_reason = api(operator).post(url, {"hours": "5", "reason": ""}, format="json")
+    assert no_reason.status_code == 400 and "reason" in no_reason.json()["errors"]
+    done = api(operator).post(url, {"hours": "-12.5", "reason": "장애 보상 / outage credit"}, format="json")
+    assert done.status_code == 200 and done.json()["remaining_hours"] == "112.50"
+    ledger = api(member).get(f"/api/v1/quota-grants/{grant.pk}/ledger").json()["results"]
+    assert [(e["kind"], e["hours"], e["actor"]) for e in ledger] == [("adjust", "-12.5000", "operator")]

@@ -1,0 +1,532 @@
+"""Usage and utilisation reports: reads only, with the caller's organisation scope applied.
+
+Definitions (the rollups in booking/services/usage.py store exactly these figures):
+
+- Attribution: a booking belongs to the facility-local (Asia/Seoul) day, and so month, in which
+  it *starts*. A booking that crosses midnight or a month end counts whole on its start day.
+  The quota ledger instead charges each grant for the part inside its period
+  (quotas.split_by_grant), so one grant's ledger can differ from one month's report, but summed
+  over the same bookings the two are equal.
+- bookings: bookings that held capacity: awaiting approval, confirmed, active, completed or
+  no-show (BOOKED_STATUSES).
+- booked_hours: quantity × (end − start) of those bookings, in unit-hours (units or devices ×
+  hours). Cancelled, rejected and pending bookings add no booked hours.
+- used_hours: quantity × (actual_end − actual_start) of completed bookings (actual_start
+  defaults to start, as for the ledger); 0 for no-shows and for bookings still running.
+- unit_hours: what the quota ledger consumed for the booking: the sum of its `consume` and
+  `adjust` entries (a grant's "consumed"; holds and releases are not consumption). That is the
+  actual use a grant covered for a completed booking, the booked time for a no-show, and 0 for a
+  booking no grant covers.
+- cancelled: cancelled bookings (they add 0 booked hours). Rejected bookings count nowhere.
+- no_shows: bookings marked no-show (their booked hours are in booked_hours).
+- charge_krw: the sum of final_price_krw (0 while unset), late-cancellation fees included.
+
+Whole past days are read from DailyUsage (organisation × resource × day, kept by the
+`booking.rollup_usage` beat task), which is what makes a monthly report over a million
+allocation rows a grouped scan of a few ten thousand rows. Today, later days and partial days
+at either end of the window are computed from bookings and the ledger with the same grouped
+queries the rollup uses, so the two paths give the same figures.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from decimal import Decimal
+from functools import reduce
+from operator import or_
+
+from django.conf import settings
+from django.db.models import (
+    Count,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    Q,
+    Sum,
+    Value,
+)
+from django.db.models.functions import Coalesce, Greatest, Least, TruncDate, TruncMonth
+from django.utils import timezone
+
+from booking.choices import BookingStatus, LedgerKind
+from booking.models import Booking, DailyUsage, Organization, QuotaLedgerEntry
+from booking.selectors import _org_scope
+from equipment.choices import DeviceStatus, NodeStatus, UnitStatus
+from equipment.models import AcceleratorPool, Device, EquipmentType, EquipmentUnit, MaintenanceWindow
+from testbed.errors import ServiceError
+
+TZ = zoneinfo.ZoneInfo(settings.TIME_ZONE)
+FOUR = Decimal("0.0001")
+ZERO = Decimal("0")
+MAX_REPORT_DAYS = 366
+
+BOOKED_STATUSES = (
+    BookingStatus.AWAITING_APPROVAL,
+    BookingStatus.CONFIRMED,
+    BookingStatus.ACTIVE,
+    BookingStatus.COMPLETED,
+    BookingStatus.NO_SHOW,
+)
+COUNTED_STATUSES = (*BOOKED_STATUSES, BookingStatus.CANCELLED)
+CONSUMED_KINDS = (LedgerKind.CONSUME, LedgerKind.ADJUST)
+
+GROUPS = ("organization", "resource", "center", "day", "month")
+GROUP_ALIASES = {"centre": "center", "org": "organization", "organisation": "organization"}
+DEFAULT_GROUP_BY = ("organization", "resource")
+METRICS = ("bookings", "booked_hours", "used_hours", "unit_hours", "cancelled", "no_shows", "charge_krw")
+
+
+# --- figures ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Figures:
+    """One group's sums. Hours are Decimal unit-hours, quantized to 4 places like the ledger."""
+
+    bookings: int = 0
+    booked_hours: Decimal = ZERO
+    used_hours: Decimal = ZERO
+    unit_hours: Decimal = ZERO
+    cancelled: int = 0
+    no_shows: int = 0
+    charge_krw: int = 0
+
+    def add(self, other: Figures) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    def as_row(self) -> dict:
+        """JSON-ready values: hours as numbers rounded to 4 places, counts and won as integers."""
+        return {
+            name: float(value.quantize(FOUR)) if isinstance(value, Decimal) else int(value)
+            for name, value in ((f.name, getattr(self, f.name)) for f in fields(self))
+        }
+
+
+def hours_of_duration(value: dt.timedelta | None) -> Decimal:
+    """A duration (or a sum of unit-durations) as Decimal hours, exact to the microsecond."""
+    if not value:
+        return ZERO
+    micro = (value.days * 86400 + value.seconds) * 1_000_000 + value.microseconds
+    return Decimal(micro) / Decimal(3_600_000_000)
+
+
+def _unit_duration(end, start) -> ExpressionWrapper:
+    return ExpressionWrapper(F("quantity") * (end - start), output_field=DurationField())
+
+
+BOOKED_UNIT_TIME = _unit_duration(F("end"), F("start"))
+USED_UNIT_TIME = _unit_duration(F("actual_end"), Coalesce(F("actual_start"), F("start")))
+HELD_CAPACITY = Q(status__in=BOOKED_STATUSES)
+USED = Q(status=BookingStatus.COMPLETED, actual_end__isnull=False)
+
+
+def _prefixed(q: Q, prefix: str) -> Q:
+    """The same filter, seen from a model that reaches the original one through `prefix`."""
+    clone = Q()
+    clone.connector, clone.negated = q.connector, q.negated
+    clone.children = [
+        _prefixed(child, prefix) if isinstance(child, Q) else (prefix + child[0], child[1]) for child in q.children
+    ]
+    return clone
+
+
+def local_midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time.min, tzinfo=TZ)
+
+
+def _window_q(ranges: Iterable[tuple[dt.datetime, dt.datetime]]) -> Q | None:
+    parts = [Q(start__gte=a, start__lt=b) for a, b in ranges if a < b]
+    return reduce(or_, parts) if parts else None
+
+
+# (organization_id, equipment_type_id, pool_id, local start day)
+DayKey = tuple[int, int | None, int | None, dt.date]
+
+
+def usage_by_booking_day(*, ranges: Iterable[tuple[dt.datetime, dt.datetime]], scope_q: Q | None = None,
+                         organization_id: int | None = None) -> dict[DayKey, Figures]:
+    """Figures of the bookings starting in any of `ranges`, per organisation × resource × day.
+
+    Two grouped queries (bookings; ledger entries joined to their booking), whatever the number
+    of bookings. Hours are quantized per group, as DailyUsage stores them.
+    """
+    window = _window_q(ranges)
+    if window is None:
+        return {}
+    bookings = Booking.objects.filter(window, status__in=COUNTED_STATUSES)
+    ledger = QuotaLedgerEntry.objects.filter(_prefixed(window, "booking__"), kind__in=CONSUMED_KINDS,
+                                             booking__isnull=False)
+    if scope_q is not None:
+        bookings = bookings.filter(scope_q)
+        ledger = ledger.filter(_prefixed(scope_q, "booking__"))
+    if organization_id is not None:
+        bookings = bookings.filter(organization_id=organization_id)
+        ledger = ledger.filter(booking__organization_id=organization_id)
+
+    out: dict[DayKey, Figures] = defaultdict(Figures)
+    rows = (
+        bookings.annotate(day=TruncDate("start", tzinfo=TZ))
+        .values("organization_id", "equipment_type_id", "pool_id", "day")
+        .annotate(
+            n_booked=Count("pk", filter=HELD_CAPACITY),
+            booked=Sum(BOOKED_UNIT_TIME, filter=HELD_CAPACITY),
+            used=Sum(USED_UNIT_TIME, filter=USED),
+            n_cancelled=Count("pk", filter=Q(status=BookingStatus.CANCELLED)),
+            n_no_shows=Count("pk", filter=Q(status=BookingStatus.NO_SHOW)),
+            charge=Sum("final_price_krw"),
+        )
+        .order_by()
+    )
+    for row in rows:
+        figures = out[(row["organization_id"], row["equipment_type_id"], row["pool_id"], row["day"])]
+        figures.bookings = row["n_booked"]
+        figures.booked_hours = hours_of_duration(row["booked"]).quantize(FOUR)
+        figures.used_hours = hours_of_duration(row["used"]).quantize(FOUR)
+        figures.cancelled = row["n_cancelled"]
+        figures.no_shows = row["n_no_shows"]
+        figures.charge_krw = int(row["charge"] or 0)
+    consumed = (
+        ledger.annotate(day=TruncDate("booking__start", tzinfo=TZ))
+        .values("booking__organization_id", "booking__equipment_type_id", "booking__pool_id", "day")
+        .annotate(hours=Sum("hours"))
+        .order_by()
+    )
+    for row in consumed:
+        key = (row["booking__organization_id"], row["booking__equipment_type_id"], row["booking__pool_id"],
+               row["day"])
+        out[key].unit_hours = (row["hours"] or ZERO).quantize(FOUR)
+    return dict(out)
+
+
+@dataclass(frozen=True)
+class ResourceInfo:
+    code: str
+    kind: str  # equipment | pool
+    center_code: str
+
+
+def resource_index() -> dict[tuple[str, int], ResourceInfo]:
+    """("equipment" | "pool", id) → code and centre, for every type and pool (a few hundred rows)."""
+    index = {
+        ("equipment", pk): ResourceInfo(code, "equipment", center)
+        for pk, code, center in EquipmentType.objects.values_list("pk", "code", "center__code")
+    }
+    index.update({
+        ("pool", pk): ResourceInfo(code, "pool", center)
+        for pk, code, center in AcceleratorPool.objects.values_list("pk", "code", "center__code")
+    })
+    return index
+
+
+def resource_of(key: DayKey, index: dict[tuple[str, int], ResourceInfo]) -> ResourceInfo:
+    _org, type_id, pool_id, _day = key
+    return index[("equipment", type_id)] if type_id is not None else index[("pool", pool_id)]  # type: ignore[index]
+
+
+# --- the usage report ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Report:
+    columns: list[str]
+    rows: list[dict]
+    totals: dict
+
+
+def report_scope(*, user, auth) -> Q | None:
+    """What this caller may see: None for operators, else a filter on `organization`."""
+    return _org_scope(user, auth)
+
+
+def check_group_by(group_by: Iterable[str] | str | None) -> list[str]:
+    """The asked groupings, in order, aliases resolved; ServiceError naming `group_by` otherwise."""
+    if group_by is None:
+        return list(DEFAULT_GROUP_BY)
+    items = group_by.split(",") if isinstance(group_by, str) else list(group_by)
+    names = [GROUP_ALIASES.get(item.strip().lower(), item.strip().lower()) for item in items if item.strip()]
+    if not names:
+        return list(DEFAULT_GROUP_BY)
+    unknown = [n for n in names if n not in GROUPS]
+    if unknown:
+        raise ServiceError(
+            f"Cannot group by {', '.join(unknown)}: use a comma-separated list of {', '.join(GROUPS)}.",
+            field="group_by",
+        )
+    if "day" in names and "month" in names:
+        raise ServiceError("Group by day or by month, not both.", field="group_by")
+    return list(dict.fromkeys(names))
+
+
+def check_window(start: dt.datetime, end: dt.datetime) -> None:
+    if timezone.is_naive(start) or timezone.is_naive(end):
+        raise ServiceError("Give start and end with an offset, e.g. 2026-12-01T00:00:00+09:00.", field="start")
+    if end <= start:
+        raise ServiceError("The end must be after the start.", field="end")
+    if end - start > dt.timedelta(days=MAX_REPORT_DAYS):
+        raise ServiceError(f"Ask for at most {MAX_REPORT_DAYS} days at a time.", field="end")
+
+
+def _ceil_day(moment: dt.datetime) -> dt.date:
+    local = moment.astimezone(TZ)
+    return local.date() if local == local_midnight(local.date()) else local.date() + dt.timedelta(days=1)
+
+
+def split_window(start: dt.datetime, end: dt.datetime, today: dt.date):
+    """([first, last) whole days read from DailyUsage, or None; the ranges computed live).
+
+    DailyUsage answers for whole local days before `today`; today, later days and the partial
+    days at either end are computed from the bookings.
+    """
+    first, last = _ceil_day(start), end.astimezone(TZ).date()
+    if first >= last:
+        return None, [(start, end)]
+    cut = min(max(today, first), last)
+    live = [(a, b) for a, b in ((start, local_midnight(first)), (local_midnight(cut), end)) if a < b]
+    return ((first, cut) if first < cut else None), live
+
+
+_DAILY_KEYS = {
+    "organization": "organization_id",
+    "resource": "resource_code",
+    "center": "center_code",
+    "day": "day",
+    "month": "month",
+}
+
+
+def _group_key(groups: list[str], *, org_id, resource, center, day: dt.date) -> tuple:
+    values = {"organization": org_id, "resource": resource, "center": center, "day": day,
+              "month": day.replace(day=1)}
+    return tuple(values[g] for g in groups)
+
+
+def usage_report(*, scope_q: Q | None, start: dt.datetime, end: dt.datetime,
+                 group_by: Iterable[str] | str | None = None, organization_id: int | None = None,
+                 today: dt.date | None = None) -> Report:
+    """Usage over [start, end), grouped by `group_by` ⊆ organization, resource, center, day, month.
+
+    scope_q: None (operator: everything) or a filter on `organization` (report_scope()).
+    today: the first local day computed live rather than read from DailyUsage (default: today).
+    """
+    groups = check_group_by(group_by)
+    check_window(start, end)
+    today = today or timezone.localdate(timezone=TZ)
+    daily, live = split_window(start, end, today)
+    sums: dict[tuple, Figures] = defaultdict(Figures)
+
+    if daily is not None:
+        qs = DailyUsage.objects.filter(day__gte=daily[0], day__lt=daily[1])
+        if scope_q is not None:
+            qs = qs.filter(scope_q)
+        if organization_id is not None:
+            qs = qs.filter(organization_id=organization_id)
+        if "month" in groups:
+            qs = qs.annotate(month=TruncMonth("day"))
+        keys = [_DAILY_KEYS[g] for g in groups]
+        rows = qs.values(*keys).annotate(
+            s_bookings=Sum("bookings"), s_booked=Sum("booked_hours"), s_used=Sum("used_hours"),
+            s_unit=Sum("unit_hours"), s_cancelled=Sum("cancelled"), s_no_shows=Sum("no_shows"),
+            s_charge=Sum("charge_krw"),
+        ).order_by()
+        for row in rows:
+            key = tuple(row[k] for k in keys)
+            sums[key].add(Figures(
+                bookings=row["s_bookings"], booked_hours=row["s_booked"], used_hours=row["s_used"],
+                unit_hours=row["s_unit"], cancelled=row["s_cancelled"], no_shows=row["s_no_shows"],
+                charge_krw=row["s_charge"],
+            ))
+
+    if live:
+        index = resource_index()
+        for key, figures in usage_by_booking_day(ranges=live, scope_q=scope_q,
+                                                 organization_id=organization_id).items():
+            info = resource_of(key, index)
+            sums[_group_key(groups, org_id=key[0], resource=info.code, center=info.center_code,
+                            day=key[3])].add(figures)
+
+    return _render_usage(groups, sums)
+
+
+def _render_usage(groups: list[str], sums: dict[tuple, Figures]) -> Report:
+    orgs: dict[int, tuple[str, str]] = {}
+    if "organization" in groups:
+        position = groups.index("organization")
+        ids = {key[position] for key in sums}
+        orgs = {pk: (slug, name) for pk, slug, name in
+                Organization.objects.filter(pk__in=ids).values_list("pk", "slug", "name")}
+    columns: list[str] = []
+    for g in groups:
+        columns.extend(["organization", "organization_name"] if g == "organization" else [g])
+    columns.extend(METRICS)
+
+    def shown(group: str, value) -> tuple:
+        if group == "organization":
+            return orgs[value]
+        if group == "day":
+            return (value.isoformat(),)
+        if group == "month":
+            return (f"{value:%Y-%m}",)
+        return (value,)
+
+    rows = []
+    totals = Figures()
+    for key, figures in sums.items():
+        labels: list = []
+        for group, value in zip(groups, key, strict=True):
+            labels.extend(shown(group, value))
+        rows.append(dict(zip(columns, [*labels, *figures.as_row().values()], strict=True)))
+        totals.add(figures)
+    rows.sort(key=lambda r: tuple(r[c] for c in columns[: len(columns) - len(METRICS)]))
+    return Report(columns=columns, rows=rows, totals=totals.as_row())
+
+
+# --- the operator utilisation report -----------------------------------------------------------
+
+
+Interval = tuple[dt.datetime, dt.datetime]
+
+
+def _union(intervals: Iterable[Interval]) -> list[Interval]:
+    merged: list[Interval] = []
+    for a, b in sorted(intervals):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def _overlap_seconds(left: list[Interval], right: list[Interval]) -> float:
+    """Total length of the intersection of two sorted lists of disjoint intervals."""
+    total, i, j = 0.0, 0, 0
+    while i < len(left) and j < len(right):
+        a, b = max(left[i][0], right[j][0]), min(left[i][1], right[j][1])
+        if a < b:
+            total += (b - a).total_seconds()
+        if left[i][1] < right[j][1]:
+            i += 1
+        else:
+            j += 1
+    return total
+
+
+def open_intervals(resource, start: dt.datetime, end: dt.datetime) -> list[Interval]:
+    """When the resource takes bookings within [start, end): its opening hours on open weekdays."""
+    tz = zoneinfo.ZoneInfo(resource.center.timezone or settings.TIME_ZONE)
+    days = resource.open_days()
+    if resource.opens_at is None and len(days) == 7:
+        return [(start, end)]
+    out: list[Interval] = []
+    day = start.astimezone(tz).date()
+    while dt.datetime.combine(day, dt.time.min, tzinfo=tz) < end:
+        if day.weekday() in days:
+            opens = dt.datetime.combine(day, resource.opens_at or dt.time.min, tzinfo=tz)
+            closes = (dt.datetime.combine(day, resource.closes_at, tzinfo=tz) if resource.closes_at
+                      else dt.datetime.combine(day + dt.timedelta(days=1), dt.time.min, tzinfo=tz))
+            a, b = max(opens, start), min(closes, end)
+            if a < b:
+                out.append((a, b))
+        day += dt.timedelta(days=1)
+    return out
+
+
+def _capacity_seconds(open_: list[Interval], shared: list[Interval], own: dict[int, list[Interval]],
+                      members: dict[int, int]) -> float:
+    """Σ over targets (units or nodes × their devices) of open time outside maintenance."""
+    opened = sum((b - a).total_seconds() for a, b in open_)
+    base = opened - _overlap_seconds(open_, _union(shared))
+    total = 0.0
+    for target, count in members.items():
+        if own.get(target):
+            total += count * (opened - _overlap_seconds(open_, _union([*shared, *own[target]])))
+        else:
+            total += count * base
+    return total
+
+
+UTILISATION_COLUMNS = [
+    "resource", "resource_kind", "center", "capacity_units", "capacity_hours", "booked_hours", "used_hours",
+    "idle_hours", "no_show_hours", "booked_pct", "used_pct", "idle_pct", "no_show_pct",
+]
+
+
+def _pct(part: Decimal, whole: Decimal) -> float | None:
+    return float((part * 100 / whole).quantize(Decimal("0.01"))) if whole else None
+
+
+def utilisation_report(*, start: dt.datetime, end: dt.datetime) -> Report:
+    """Per resource over [start, end): capacity, and how much of it was booked, used, idle, no-show.
+
+    capacity_hours: bookable units (active units; devices on active nodes) × opening hours in the
+    window, less maintenance on the type, pool, unit or node. Units are counted as they are now.
+    booked_hours: unit-hours of bookings that held capacity, clipped to the window (not by start
+    day, unlike the usage report). used_hours: completed bookings' checked-in time, clipped.
+    idle_hours: booked − used (no-shows included). no_show_hours: booked hours of no-shows.
+    booked_pct, used_pct, idle_pct: of capacity; no_show_pct: of booked hours.
+    """
+    check_window(start, end)
+    w_start, w_end = Value(start), Value(end)
+    clipped = _unit_duration(Least(F("end"), w_end), Greatest(F("start"), w_start))
+    used_from = Coalesce(F("actual_start"), F("start"))
+    clipped_used = _unit_duration(Least(F("actual_end"), w_end), Greatest(used_from, w_start))
+    used_q = USED & Q(actual_end__gt=start) & (Q(actual_start__lt=end) | Q(actual_start__isnull=True))
+    figures = {
+        (row["equipment_type_id"], row["pool_id"]): row
+        for row in Booking.objects.filter(start__lt=end, end__gt=start, status__in=BOOKED_STATUSES)
+        .values("equipment_type_id", "pool_id")
+        .annotate(booked=Sum(clipped), used=Sum(clipped_used, filter=used_q),
+                  no_show=Sum(clipped, filter=Q(status=BookingStatus.NO_SHOW)))
+        .order_by()
+    }
+
+    maintenance = list(MaintenanceWindow.objects.filter(start__lt=end, end__gt=start).values_list(
+        "equipment_type_id", "unit_id", "pool_id", "node_id", "start", "end"))
+    by = {name: defaultdict(list) for name in ("type", "unit", "pool", "node")}
+    for type_id, unit_id, pool_id, node_id, m_start, m_end in maintenance:
+        window = (max(m_start, start), min(m_end, end))
+        for name, target in (("type", type_id), ("unit", unit_id), ("pool", pool_id), ("node", node_id)):
+            if target is not None:
+                by[name][target].append(window)
+
+    units: dict[int, dict[int, int]] = defaultdict(dict)
+    for type_id, unit_id in EquipmentUnit.objects.filter(status=UnitStatus.ACTIVE).values_list(
+            "equipment_type_id", "pk"):
+        units[type_id][unit_id] = 1
+    devices: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for pool_id, node_id in Device.objects.filter(status=DeviceStatus.ACTIVE, node__status=NodeStatus.ACTIVE) \
+            .values_list("node__pool_id", "node_id"):
+        devices[pool_id][node_id] += 1
+
+    rows = []
+    resources = [("equipment", r) for r in EquipmentType.objects.select_related("center")] + [
+        ("pool", r) for r in AcceleratorPool.objects.select_related("center")]
+    for kind, resource in resources:
+        key = (resource.pk, None) if kind == "equipment" else (None, resource.pk)
+        members = units[resource.pk] if kind == "equipment" else devices[resource.pk]
+        if not members and key not in figures:
+            continue
+        shared = by["type" if kind == "equipment" else "pool"][resource.pk]
+        own = by["unit" if kind == "equipment" else "node"]
+        capacity = Decimal(_capacity_seconds(open_intervals(resource, start, end), shared, own, members)) / 3600
+        row = figures.get(key, {})
+        booked = hours_of_duration(row.get("booked"))
+        used = hours_of_duration(row.get("used"))
+        no_show = hours_of_duration(row.get("no_show"))
+        idle = booked - used
+        rows.append({
+            "resource": resource.code, "resource_kind": kind, "center": resource.center.code,
+            "capacity_units": sum(members.values()), "capacity_hours": float(capacity.quantize(FOUR)),
+            "booked_hours": float(booked.quantize(FOUR)), "used_hours": float(used.quantize(FOUR)),
+            "idle_hours": float(idle.quantize(FOUR)), "no_show_hours": float(no_show.quantize(FOUR)),
+            "booked_pct": _pct(booked, capacity), "used_pct": _pct(used, capacity),
+            "idle_pct": _pct(idle, capacity), "no_show_pct": _pct(no_show, booked),
+        })
+    rows.sort(key=lambda r: (r["center"], r["resource"]))
+    totals = {name: round(sum(r[name] for r in rows), 4) for name in
+              ("capacity_units", "capacity_hours", "booked_hours", "used_hours", "idle_hours", "no_show_hours")}
+    return Report(columns=UTILISATION_COLUMNS, rows=rows, totals=totals)
