@@ -56,7 +56,13 @@ from booking.choices import BookingStatus, LedgerKind
 from booking.models import Booking, DailyUsage, Organization, QuotaLedgerEntry
 from booking.selectors import _org_scope
 from equipment.choices import DeviceStatus, NodeStatus, UnitStatus
-from equipment.models import AcceleratorPool, Device, EquipmentType, EquipmentUnit, MaintenanceWindow
+from equipment.models import (
+    AcceleratorPool,
+    Device,
+    EquipmentType,
+    EquipmentUnit,
+    MaintenanceWindow,
+)
 from testbed.errors import ServiceError
 
 TZ = zoneinfo.ZoneInfo(settings.TIME_ZONE)
@@ -170,7 +176,7 @@ def usage_by_booking_day(*, ranges: Iterable[tuple[dt.datetime, dt.datetime]], s
 
     out: dict[DayKey, Figures] = defaultdict(Figures)
     rows = (
-        bookings.annotate(day=TruncDate("start", tzinfo=TZ))
+        bookings.annotate(day=TruncDate("start", tzinfo=dt.UTC))
         .values("organization_id", "equipment_type_id", "pool_id", "day")
         .annotate(
             n_booked=Count("pk", filter=HELD_CAPACITY),

@@ -72,3 +72,17 @@ def reclaim_idle() -> list[int]:
     from booking.services.idle import bookings_reclaim_idle
 
     return bookings_reclaim_idle()
+
+
+@shared_task(name="booking.rollup_usage")
+def rollup_usage() -> dict:
+    from booking.services.usage import usage_rollup_recent
+
+    return usage_rollup_recent()
+
+
+@shared_task(name="booking.quota_reminders")
+def quota_reminders() -> int:
+    from booking.services.reminders import quota_reminders_send
+
+    return len(quota_reminders_send())

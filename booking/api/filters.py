@@ -6,8 +6,6 @@ from booking.models import Booking
 from testbed.api.fields import AwareDateTimeField
 
 
-
-
 class BookingFilter(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(choices=BookingStatus.choices)
     resource = django_filters.CharFilter(method="filter_resource", help_text="Equipment type or pool code.")

@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from booking.api import views
+from booking.api import reports, views
 from booking.api.telemetry import TelemetryView
 
 router = SimpleRouter()
@@ -14,6 +14,8 @@ router.register("rounds", views.ContestedRoundViewSet, basename="round")
 
 urlpatterns = [
     path("availability", views.AvailabilityView.as_view(), name="availability"),
+    path("usage", reports.UsageView.as_view(), name="usage"),
+    path("reports/utilisation", reports.UtilisationView.as_view(), name="utilisation-report"),
     path("telemetry", TelemetryView.as_view(), name="telemetry"),
     *router.urls,
 ]

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -24,12 +23,12 @@ from booking.api.serializers import (
     QuotaGrantSerializer,
     ReasonSerializer,
 )
-from booking.choices import BookingStatus
-from booking.models import ApiKey, Booking, Membership, Organization
+from booking.models import ApiKey, Booking, Membership
 from booking.selectors import availability, booking_list, organization_list, quota_grant_list
 from booking.services import bookings as booking_services
 from booking.services.access import access_organization, default_organization_for, is_operator
 from booking.services.api_keys import api_key_create, api_key_revoke
+from booking.services.decisions import decision_wait
 from booking.services.idempotency import idempotent_create, request_fingerprint
 from booking.services.organizations import member_add, organization_create, organization_update
 from booking.services.quotas import (
@@ -80,22 +79,6 @@ def _prefer_wait(request) -> float:
     return 0.0
 
 
-def _wait_for_decision(booking_id: int, seconds: float) -> None:
-    """Poll the row outside any transaction until the worker decides or time runs out.
-
-    The web process holds no lock and no transaction meanwhile; with a threaded server
-    (gunicorn gthread, runserver) other requests go on.
-    """
-    deadline = time.monotonic() + seconds
-    pause = 0.005
-    while time.monotonic() < deadline:
-        status_now = Booking.objects.filter(pk=booking_id).values_list("status", flat=True).first()
-        if status_now != BookingStatus.PENDING:
-            return
-        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-        pause = min(pause * 1.5, 0.05)
-
-
 @extend_schema(tags=["bookings"])
 class BookingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Bookings of equipment and accelerators. Create answers 201 `pending`, or the decision with Prefer: wait=N."""
@@ -144,7 +127,7 @@ class BookingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         )
         headers = {"Location": f"/api/v1/bookings/{booking_id}"}
         if wait:
-            _wait_for_decision(booking_id, wait)
+            decision_wait(booking_id, wait)
             headers["Preference-Applied"] = f"wait={wait:g}"
         booking = booking_list(user=request.user, auth=request.auth).get(pk=booking_id)
         return Response(BookingSerializer(booking).data, status=status.HTTP_201_CREATED, headers=headers)

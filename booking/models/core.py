@@ -296,6 +296,9 @@ class IdempotencyRecord(models.Model):
             models.UniqueConstraint(fields=["user", "endpoint", "key"], name="booking_idempotency_unique")
         ]
 
+    def __str__(self) -> str:
+        return f"{self.endpoint} {self.key} → {self.object_id}"
+
 
 class QuotaGrant(models.Model):
     """An allowance of unit-hours for an organisation on a scope, over a period (dates inclusive)."""

@@ -23,6 +23,7 @@ from booking.choices import BookingStatus
 from booking.models import Allocation, Booking
 from booking.policy import check_maintenance
 from booking.services import notifications
+from booking.services.decisions import decision_publish
 from booking.services.quotas import QuotaExceeded, quota_reserve
 from booking.services.resources import (
     buffer_of,
@@ -105,7 +106,7 @@ def _decide(booking_id: int, *, now: dt.datetime) -> str:
     with transaction.atomic(durable=True):
         set_lock_timeout(settings.TESTBED_LOCK_TIMEOUT_MS)
         booking = (
-            Booking.objects.select_related("equipment_type__center", "pool__center", "organization")
+            Booking.objects.select_related("equipment_type__center", "pool__center", "organization", "user")
             .filter(pk=booking_id).first()
         )
         if booking is None:
@@ -188,7 +189,9 @@ def _decide(booking_id: int, *, now: dt.datetime) -> str:
             from_state=BookingStatus.PENDING, to_state=new_status,
             data={"targets": targets or [], "rejection": rejection[0] if rejection else None},
         )
-        transaction.on_commit(lambda: notifications.booking_decided(booking_id), robust=True)
+        transaction.on_commit(lambda: decision_publish(booking_id, new_status), robust=True)
+        if booking.user.email:
+            transaction.on_commit(lambda: notifications.booking_decided(booking_id), robust=True)
         return new_status
 
 

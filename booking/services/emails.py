@@ -77,3 +77,29 @@ def booking_email_send(*, booking_id: int, event: str) -> int:
     if not recipients:
         return 0
     return send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
+
+
+def quota_reminder_email_send(*, grant_id: int, threshold: int, used_hours) -> int:
+    """Tell an organisation's managers that a quota grant is `threshold`% used (80 or 100)."""
+    from booking.models import QuotaGrant
+
+    grant = QuotaGrant.objects.select_related("organization").filter(pk=grant_id).first()
+    if grant is None:
+        return 0
+    recipients = sorted(set(
+        grant.organization.memberships.filter(role=Role.MANAGER).exclude(user__email="")
+        .values_list("user__email", flat=True)
+    ))
+    if not recipients:
+        return 0
+    subject = (f"[testbed] 사용 한도 {threshold}% 도달 / quota {threshold}% used: "
+               f"{grant.scope} {grant.period_start}–{grant.period_end}")
+    body = (
+        f"{grant.organization.name}: 할당 #{grant.pk} ({grant.scope}, {grant.period_start}–{grant.period_end})\n"
+        f"사용·예약 / used and held: {used_hours:.2f} / {grant.limit_hours:.2f} unit-hours ({threshold}%+)\n"
+        + ("한도를 모두 사용했습니다. 추가 예약은 거절되거나 초과로 표시됩니다 / the grant is used up: further "
+           "bookings are refused (hard) or flagged over quota (soft).\n" if threshold >= 100 else
+           "남은 한도를 확인하고 필요하면 운영자에게 추가 할당을 요청하세요 / check what is left and ask an "
+           "operator for more if you need it.\n")
+    )
+    return send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)

@@ -144,7 +144,7 @@ def booking_reclaim(*, booking: Booking, now: dt.datetime, actor=None, channel: 
     from that. Refuses (Conflict) when the booking is no longer active or no longer flagged.
     """
     with transaction.atomic():
-        locked = Booking.objects.select_for_update().select_related("pool__center").filter(pk=booking.pk).first()
+        locked = Booking.objects.select_for_update(of=("self",)).select_related("pool__center").filter(pk=booking.pk).first()
         if locked is None or locked.status != BookingStatus.ACTIVE or locked.idle_flagged_at is None:
             raise Conflict(f"Booking #{booking.pk} is no longer an active idle-flagged booking: nothing to reclaim.",
                            code="invalid_state")

@@ -160,8 +160,8 @@ class QuotaExceeded(Exception):
 
 def _held_by_grant(booking: Booking) -> dict[int, Decimal]:
     held: dict[int, Decimal] = defaultdict(lambda: ZERO)
-    for grant_id, kind, hours in booking.ledger.filter(kind__in=[LedgerKind.HOLD, LedgerKind.RELEASE]).values_list(
-        "grant_id", "kind", "hours"
+    for grant_id, hours in booking.ledger.filter(kind__in=[LedgerKind.HOLD, LedgerKind.RELEASE]).values_list(
+        "grant_id", "hours"
     ):
         held[grant_id] += hours
     return {k: v for k, v in held.items() if v != ZERO}

@@ -13,7 +13,13 @@ from booking.allocator import DeviceState, NodeState, UnitState
 from booking.models import Allocation
 from booking.policy import Policy
 from equipment.choices import DeviceStatus, NodeStatus, UnitStatus
-from equipment.models import AcceleratorPool, Device, EquipmentType, EquipmentUnit, MaintenanceWindow
+from equipment.models import (
+    AcceleratorPool,
+    Device,
+    EquipmentType,
+    EquipmentUnit,
+    MaintenanceWindow,
+)
 from equipment.selectors import resource_get
 from testbed.errors import ServiceError
 
