@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count, DecimalField, F, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils.translation import gettext_lazy as _
@@ -23,6 +23,7 @@ from booking.models import (
 )
 from equipment.models import AcceleratorPool, EquipmentType
 from testbed.admin import ReadOnlyAdminMixin, ReadOnlyInline
+from testbed.choices import Channel
 
 # --- Organisations and people -----------------------------------------------------------------
 
@@ -202,10 +203,51 @@ class BookingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     date_hierarchy = "start"
     list_select_related = ["organization", "user", "equipment_type", "pool"]
     inlines = [AllocationInline]
+    actions = ["approve_selected", "reject_selected", "cancel_selected"]
 
     @admin.display(description=_("resource"))
     def resource(self, obj):
         return obj.resource_code
+
+    def _apply(self, request, queryset, label: str, change) -> None:
+        """Each booking goes through its service (channel admin, audited); refusals are reported."""
+        from testbed.errors import ServiceError
+
+        done, refused = 0, []
+        for booking in queryset.select_related("organization", "equipment_type", "pool"):
+            try:
+                change(booking)
+                done += 1
+            except ServiceError as exc:
+                refused.append(f"#{booking.pk}: {exc.message}")
+        if done:
+            self.message_user(request, _("%(n)d booking(s) %(label)s.") % {"n": done, "label": label},
+                              messages.SUCCESS)
+        for line in refused:
+            self.message_user(request, line, messages.WARNING)
+
+    @admin.action(description=_("Approve selected bookings (승인)"))
+    def approve_selected(self, request, queryset):
+        from booking.services.bookings import booking_approve
+
+        self._apply(request, queryset, "approved",
+                    lambda b: booking_approve(actor=request.user, booking=b, channel=Channel.ADMIN))
+
+    @admin.action(description=_("Reject selected bookings (거절)"))
+    def reject_selected(self, request, queryset):
+        from booking.services.bookings import booking_reject
+
+        self._apply(request, queryset, "rejected", lambda b: booking_reject(
+            actor=request.user, booking=b, reason="Rejected by a facility operator in the admin.",
+            channel=Channel.ADMIN))
+
+    @admin.action(description=_("Cancel selected bookings (취소)"))
+    def cancel_selected(self, request, queryset):
+        from booking.services.bookings import booking_cancel
+
+        self._apply(request, queryset, "cancelled", lambda b: booking_cancel(
+            actor=request.user, booking=b, reason="Cancelled by a facility operator in the admin.",
+            channel=Channel.ADMIN))
 
 
 @admin.register(Allocation)

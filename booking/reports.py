@@ -34,7 +34,7 @@ import datetime as dt
 import zoneinfo
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import reduce
 from operator import or_
@@ -45,6 +45,7 @@ from django.db.models import (
     DurationField,
     ExpressionWrapper,
     F,
+    IntegerField,
     Q,
     Sum,
     Value,
@@ -68,6 +69,8 @@ from testbed.errors import ServiceError
 TZ = zoneinfo.ZoneInfo(settings.TIME_ZONE)
 FOUR = Decimal("0.0001")
 ZERO = Decimal("0")
+MICROSECOND = dt.timedelta(microseconds=1)
+MICROSECONDS_PER_HOUR = Decimal(3_600_000_000)
 MAX_REPORT_DAYS = 366
 
 BOOKED_STATUSES = (
@@ -89,7 +92,7 @@ METRICS = ("bookings", "booked_hours", "used_hours", "unit_hours", "cancelled", 
 # --- figures ---------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class Figures:
     """One group's sums. Hours are Decimal unit-hours, quantized to 4 places like the ledger."""
 
@@ -102,14 +105,24 @@ class Figures:
     charge_krw: int = 0
 
     def add(self, other: Figures) -> None:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        self.bookings += other.bookings
+        self.booked_hours += other.booked_hours
+        self.used_hours += other.used_hours
+        self.unit_hours += other.unit_hours
+        self.cancelled += other.cancelled
+        self.no_shows += other.no_shows
+        self.charge_krw += other.charge_krw
 
     def as_row(self) -> dict:
         """JSON-ready values: hours as numbers rounded to 4 places, counts and won as integers."""
         return {
-            name: float(value.quantize(FOUR)) if isinstance(value, Decimal) else int(value)
-            for name, value in ((f.name, getattr(self, f.name)) for f in fields(self))
+            "bookings": int(self.bookings),
+            "booked_hours": float(self.booked_hours.quantize(FOUR)),
+            "used_hours": float(self.used_hours.quantize(FOUR)),
+            "unit_hours": float(self.unit_hours.quantize(FOUR)),
+            "cancelled": int(self.cancelled),
+            "no_shows": int(self.no_shows),
+            "charge_krw": int(self.charge_krw),
         }
 
 
@@ -117,12 +130,13 @@ def hours_of_duration(value: dt.timedelta | None) -> Decimal:
     """A duration (or a sum of unit-durations) as Decimal hours, exact to the microsecond."""
     if not value:
         return ZERO
-    micro = (value.days * 86400 + value.seconds) * 1_000_000 + value.microseconds
-    return Decimal(micro) / Decimal(3_600_000_000)
+    return Decimal(value // MICROSECOND) / MICROSECONDS_PER_HOUR
 
 
 def _unit_duration(end, start) -> ExpressionWrapper:
-    return ExpressionWrapper(F("quantity") * (end - start), output_field=DurationField())
+    # quantity as a plain integer: SQLite refuses to multiply a duration by a "positive integer" field.
+    quantity = ExpressionWrapper(F("quantity"), output_field=IntegerField())
+    return ExpressionWrapper(quantity * (end - start), output_field=DurationField())
 
 
 BOOKED_UNIT_TIME = _unit_duration(F("end"), F("start"))
@@ -174,9 +188,9 @@ def usage_by_booking_day(*, ranges: Iterable[tuple[dt.datetime, dt.datetime]], s
         bookings = bookings.filter(organization_id=organization_id)
         ledger = ledger.filter(booking__organization_id=organization_id)
 
-    out: dict[DayKey, Figures] = defaultdict(Figures)
+    out: dict[DayKey, Figures] = {}
     rows = (
-        bookings.annotate(day=TruncDate("start", tzinfo=dt.UTC))
+        bookings.annotate(day=TruncDate("start", tzinfo=TZ))
         .values("organization_id", "equipment_type_id", "pool_id", "day")
         .annotate(
             n_booked=Count("pk", filter=HELD_CAPACITY),
@@ -187,26 +201,28 @@ def usage_by_booking_day(*, ranges: Iterable[tuple[dt.datetime, dt.datetime]], s
             charge=Sum("final_price_krw"),
         )
         .order_by()
+        .values_list("organization_id", "equipment_type_id", "pool_id", "day", "n_booked", "booked", "used",
+                     "n_cancelled", "n_no_shows", "charge")
     )
-    for row in rows:
-        figures = out[(row["organization_id"], row["equipment_type_id"], row["pool_id"], row["day"])]
-        figures.bookings = row["n_booked"]
-        figures.booked_hours = hours_of_duration(row["booked"]).quantize(FOUR)
-        figures.used_hours = hours_of_duration(row["used"]).quantize(FOUR)
-        figures.cancelled = row["n_cancelled"]
-        figures.no_shows = row["n_no_shows"]
-        figures.charge_krw = int(row["charge"] or 0)
+    for org_id, type_id, pool_id, day, n_booked, booked, used, n_cancelled, n_no_shows, charge in rows:
+        out[(org_id, type_id, pool_id, day)] = Figures(
+            bookings=n_booked, booked_hours=hours_of_duration(booked).quantize(FOUR),
+            used_hours=hours_of_duration(used).quantize(FOUR), cancelled=n_cancelled, no_shows=n_no_shows,
+            charge_krw=int(charge or 0),
+        )
     consumed = (
         ledger.annotate(day=TruncDate("booking__start", tzinfo=TZ))
         .values("booking__organization_id", "booking__equipment_type_id", "booking__pool_id", "day")
         .annotate(hours=Sum("hours"))
         .order_by()
+        .values_list("booking__organization_id", "booking__equipment_type_id", "booking__pool_id", "day", "hours")
     )
-    for row in consumed:
-        key = (row["booking__organization_id"], row["booking__equipment_type_id"], row["booking__pool_id"],
-               row["day"])
-        out[key].unit_hours = (row["hours"] or ZERO).quantize(FOUR)
-    return dict(out)
+    for org_id, type_id, pool_id, day, hours in consumed:
+        key = (org_id, type_id, pool_id, day)
+        if key not in out:
+            out[key] = Figures()
+        out[key].unit_hours = (hours or ZERO).quantize(FOUR)
+    return out
 
 
 @dataclass(frozen=True)
@@ -334,18 +350,16 @@ def usage_report(*, scope_q: Q | None, start: dt.datetime, end: dt.datetime,
         if "month" in groups:
             qs = qs.annotate(month=TruncMonth("day"))
         keys = [_DAILY_KEYS[g] for g in groups]
+        metrics = ["s_bookings", "s_booked", "s_used", "s_unit", "s_cancelled", "s_no_shows", "s_charge"]
         rows = qs.values(*keys).annotate(
             s_bookings=Sum("bookings"), s_booked=Sum("booked_hours"), s_used=Sum("used_hours"),
             s_unit=Sum("unit_hours"), s_cancelled=Sum("cancelled"), s_no_shows=Sum("no_shows"),
             s_charge=Sum("charge_krw"),
-        ).order_by()
+        ).order_by().values_list(*keys, *metrics)
+        width = len(keys)
         for row in rows:
-            key = tuple(row[k] for k in keys)
-            sums[key].add(Figures(
-                bookings=row["s_bookings"], booked_hours=row["s_booked"], used_hours=row["s_used"],
-                unit_hours=row["s_unit"], cancelled=row["s_cancelled"], no_shows=row["s_no_shows"],
-                charge_krw=row["s_charge"],
-            ))
+            # One row per group: the database did the grouping, nothing to add to yet.
+            sums[row[:width]] = Figures(*row[width:])
 
     if live:
         index = resource_index()

@@ -111,10 +111,12 @@ def database_from_env(name: str, default_sqlite_path: Path) -> dict:
     return config
 
 
-def url_from_env(name: str, default: str, *, schemes: set[str]) -> str:
+def url_from_env(name: str, default: str, *, schemes: set[str], need_host: bool = False) -> str:
     raw = os.environ.get(name, default)
-    scheme = urlparse(raw).scheme
-    if scheme not in schemes:
+    parsed = urlparse(raw)
+    if parsed.scheme not in schemes:
         wanted = ", ".join(sorted(f"{s}://" for s in schemes))
-        raise SettingError(f"{name}={raw!r} has scheme {scheme!r}: use one of {wanted}.")
+        raise SettingError(f"{name}={raw!r} has scheme {parsed.scheme!r}: use one of {wanted}.")
+    if need_host and not parsed.hostname:
+        raise SettingError(f"{name}={raw!r} names no host: use e.g. {parsed.scheme}://127.0.0.1:6379/0.")
     return raw

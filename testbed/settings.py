@@ -74,6 +74,11 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+if not DEBUG:
+    # Serves the collected static files (admin, API docs) in production without another server;
+    # with DEBUG on, runserver serves them from the apps.
+    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
+
 ROOT_URLCONF = "testbed.urls"
 WSGI_APPLICATION = "testbed.wsgi.application"
 
@@ -93,6 +98,11 @@ TEMPLATES = [
     },
 ]
 
+if not DEBUG and not env_str("DATABASE_URL", "") and not env_bool("TESTBED_ALLOW_EMBEDDED", False):
+    raise SettingError(
+        "DATABASE_URL is not set and DEBUG is off: set DATABASE_URL=postgres://USER:PASS@HOST:5432/NAME "
+        "(the embedded SQLite database is for trying the product; TESTBED_ALLOW_EMBEDDED=1 accepts it)."
+    )
 DATABASES = {"default": database_from_env("DATABASE_URL", VAR_DIR / "testbed.sqlite3")}
 # Keep connections open between requests and tasks (a new PostgreSQL connection costs milliseconds).
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60, minimum=0)
@@ -115,11 +125,19 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
 
 # --- Redis / Celery -------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "")
 if REDIS_URL:
-    url_from_env("REDIS_URL", REDIS_URL, schemes={"redis", "rediss"})
+    url_from_env("REDIS_URL", REDIS_URL, schemes={"redis", "rediss"}, need_host=True)
 CELERY_BROKER_URL = url_from_env(
     "CELERY_BROKER_URL",
     REDIS_URL or "filesystem://",
@@ -196,11 +214,15 @@ TESTBED_PENDING_SWEEP_SECONDS = env_int("TESTBED_PENDING_SWEEP_SECONDS", 60, min
 # PostgreSQL lock_timeout for the allocation transaction, in milliseconds.
 TESTBED_LOCK_TIMEOUT_MS = env_int("TESTBED_LOCK_TIMEOUT_MS", 2000, minimum=10)
 
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    raise SettingError(f"LOG_LEVEL={LOG_LEVEL!r} is not a level: use DEBUG, INFO, WARNING, ERROR or CRITICAL.")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 

@@ -43,7 +43,7 @@ class TelemetryView(APIView):
 
     @extend_schema(
         tags=["telemetry"],
-        auth=[{"bearerAuth": []}],  # the bearer here is a node key, see above
+        auth=[{"bearerAuth": []}],  # type: ignore[list-item]  # the bearer is a node key, see above
         request=inline_serializer("TelemetryBatch", fields={
             "samples": serializers.ListField(child=_SAMPLE, max_length=MAX_BATCH),
         }),

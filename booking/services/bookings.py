@@ -35,6 +35,11 @@ from testbed.choices import Channel
 from testbed.errors import Conflict, PermissionDenied, ServiceError
 
 CHECK_IN_EARLY = dt.timedelta(minutes=30)
+_VERBS = {
+    "booking.cancel": "cancelled", "booking.approve": "approved", "booking.reject": "rejected",
+    "booking.check_in": "checked in", "booking.check_out": "checked out", "booking.complete": "completed",
+    "booking.no_show": "marked as a no-show", "booking.start": "started", "booking.reclaim": "reclaimed",
+}
 
 
 def _refuse(refusal: Refusal) -> ServiceError:
@@ -155,9 +160,9 @@ def _transition(
     )
     if updated != 1:
         current = Booking.objects.filter(pk=booking.pk).values_list("status", flat=True).first()
+        verb = _VERBS.get(action, action.split(".")[-1].replace("_", " "))
         raise Conflict(
-            f"Booking #{booking.pk} is {current}, so it cannot be {action.split('.')[-1].replace('_', ' ')}ed "
-            f"(allowed from: {', '.join(from_states)}).",
+            f"Booking #{booking.pk} is {current}, so it cannot be {verb} (only when {' or '.join(from_states)}).",
             code="invalid_state",
         )
     from_state = booking.status

@@ -57,6 +57,7 @@ def booking_email_send(*, booking_id: int, event: str) -> int:
     elif event in {"idle_flagged", "reclaimed"} and booking.pool_id:
         managers = True
         pool = booking.pool
+        assert pool is not None
         rule = (f"{pool.idle_threshold_pct}% 미만 {pool.idle_minutes}분 / under {pool.idle_threshold_pct}% "
                 f"utilisation for {pool.idle_minutes} min")
         if event == "idle_flagged":

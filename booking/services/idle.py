@@ -28,6 +28,7 @@ from booking.services.bookings import _transition
 from booking.services.fees import booking_price_set
 from booking.services.quotas import quota_settle
 from booking.services.resources import policy_for
+from equipment.models import AcceleratorPool
 from testbed.audit import audit_record
 from testbed.choices import Channel
 from testbed.errors import Conflict
@@ -38,6 +39,11 @@ logger = logging.getLogger(__name__)
 # missed readings are fine, a stopped agent is not. Never more than a quarter of the span.
 MAX_SAMPLE_GAP = dt.timedelta(minutes=10)
 MIN_SAMPLE_GAP = dt.timedelta(minutes=1)
+
+
+def _pool_of(booking: Booking) -> AcceleratorPool:
+    assert booking.pool is not None, "idle reclaim is for pool bookings"
+    return booking.pool
 
 
 def _max_gap(span: dt.timedelta) -> dt.timedelta:
@@ -89,7 +95,7 @@ def _flag(booking: Booking, *, now: dt.datetime, window_start: dt.datetime) -> b
         ).update(idle_flagged_at=now, updated_at=now)
         if updated != 1:
             return False
-        pool = booking.pool
+        pool = _pool_of(booking)
         audit_record(actor=None, channel=Channel.SYSTEM, action="booking.idle_flag", obj=booking,
                      data={"threshold_pct": pool.idle_threshold_pct, "idle_minutes": pool.idle_minutes,
                            "since": window_start.isoformat(), "grace_minutes": pool.idle_grace_minutes})
@@ -118,7 +124,7 @@ def bookings_flag_idle(*, now: dt.datetime | None = None) -> dict[str, int]:
     flagged = unflagged = 0
     candidates = Booking.objects.filter(status=BookingStatus.ACTIVE, pool__isnull=False).select_related("pool")
     for booking in candidates.iterator():
-        pool = booking.pool
+        pool = _pool_of(booking)
         if booking.idle_flagged_at is not None:
             verdict = booking_idle_verdict(booking=booking, since=booking.idle_flagged_at, now=now,
                                            threshold_pct=pool.idle_threshold_pct)
@@ -153,7 +159,7 @@ def booking_reclaim(*, booking: Booking, now: dt.datetime, actor=None, channel: 
             from_states=[BookingStatus.ACTIVE], to_state=BookingStatus.COMPLETED, now=now,
             actual_end=now, reclaimed_at=now,
         )
-        pool = booking.pool
+        pool = _pool_of(booking)
         # Bookings start on slot boundaries, so the devices are of use to others from the next one.
         release_at = min(align_up(policy_for(pool), now), booking.end)
         Allocation.objects.filter(booking=booking, active=True, end__gt=release_at).update(end=release_at)
@@ -172,7 +178,7 @@ def bookings_reclaim_idle(*, now: dt.datetime | None = None) -> list[int]:
         status=BookingStatus.ACTIVE, pool__isnull=False, idle_flagged_at__isnull=False, end__gt=now,
     ).select_related("pool")
     for booking in flagged.iterator():
-        pool = booking.pool
+        pool = _pool_of(booking)
         assert booking.idle_flagged_at is not None
         if booking.idle_flagged_at > now - dt.timedelta(minutes=pool.idle_grace_minutes):
             continue
