@@ -209,7 +209,7 @@ class BookingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def resource(self, obj):
         return obj.resource_code
 
-    def _apply(self, request, queryset, label: str, change) -> None:
+    def _apply(self, request, queryset, done_message: str, change) -> None:
         """Each booking goes through its service (channel admin, audited); refusals are reported."""
         from testbed.errors import ServiceError
 
@@ -221,8 +221,7 @@ class BookingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             except ServiceError as exc:
                 refused.append(f"#{booking.pk}: {exc.message}")
         if done:
-            self.message_user(request, _("%(n)d booking(s) %(label)s.") % {"n": done, "label": label},
-                              messages.SUCCESS)
+            self.message_user(request, done_message % {"n": done}, messages.SUCCESS)
         for line in refused:
             self.message_user(request, line, messages.WARNING)
 
@@ -230,14 +229,14 @@ class BookingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def approve_selected(self, request, queryset):
         from booking.services.bookings import booking_approve
 
-        self._apply(request, queryset, "approved",
+        self._apply(request, queryset, _("Approved %(n)d booking(s)."),
                     lambda b: booking_approve(actor=request.user, booking=b, channel=Channel.ADMIN))
 
     @admin.action(description=_("Reject selected bookings (거절)"))
     def reject_selected(self, request, queryset):
         from booking.services.bookings import booking_reject
 
-        self._apply(request, queryset, "rejected", lambda b: booking_reject(
+        self._apply(request, queryset, _("Rejected %(n)d booking(s)."), lambda b: booking_reject(
             actor=request.user, booking=b, reason="Rejected by a facility operator in the admin.",
             channel=Channel.ADMIN))
 
@@ -245,7 +244,7 @@ class BookingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def cancel_selected(self, request, queryset):
         from booking.services.bookings import booking_cancel
 
-        self._apply(request, queryset, "cancelled", lambda b: booking_cancel(
+        self._apply(request, queryset, _("Cancelled %(n)d booking(s)."), lambda b: booking_cancel(
             actor=request.user, booking=b, reason="Cancelled by a facility operator in the admin.",
             channel=Channel.ADMIN))
 

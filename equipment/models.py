@@ -230,10 +230,17 @@ class AcceleratorPool(ResourceCodeMixin, BookingPolicy):
         _("placeholder"), default=False, help_text=_("True when the pool size is not published.")
     )
     idle_threshold_pct = models.PositiveSmallIntegerField(
-        _("idle below (% utilisation)"), default=5, validators=[MaxValueValidator(100)]
+        _("idle below (utilisation %)"), default=5, validators=[MaxValueValidator(100)]
     )
     idle_minutes = models.PositiveIntegerField(_("idle for (minutes) before flagging"), default=120)
     idle_grace_minutes = models.PositiveIntegerField(_("grace after flag (minutes) before reclaim"), default=60)
+    contested_lead_days = models.PositiveIntegerField(
+        _("contested: collect requests starting beyond (days)"), null=True, blank=True,
+        help_text=_("Empty: first come, first served. Set: requests for windows further ahead than this are "
+                    "collected in rounds and placed in fair-share order at each round's cutoff."),
+    )
+    domestic = models.BooleanField(_("domestic accelerator"), default=False,
+                                   help_text=_("A Korean-made NPU (FuriosaAI, Rebellions, SAPEON)."))
 
     class Meta:
         ordering = ["code"]

@@ -207,21 +207,22 @@ def _organization_filter(request, slug: str) -> int:
     return access_organization(actor=request.user, slug=slug).pk
 
 
-@extend_schema(
-    tags=["usage"], operation_id="usage_report", parameters=[UsageQuerySerializer, FORMAT_PARAMETER],
-    responses={(200, "application/json"): UsageReportSerializer, **FILE_RESPONSES},
-    description=(
-        "Usage over [start, end) grouped by organisation, resource, centre, day or month. A booking counts "
-        "whole on the facility-local (Asia/Seoul) day it starts. Organisations see only themselves; "
-        "operators see all. CSV and XLSX carry the same rows as `rows` (no totals row)."
-    ),
-)
 class UsageView(APIView):
     """Usage report: bookings, booked, used and consumed unit-hours, cancellations, no-shows, charges."""
 
     renderer_classes = REPORT_RENDERERS
     content_negotiation_class = ReportNegotiation
 
+    @extend_schema(
+        tags=["usage"], operation_id="usage_report", parameters=[UsageQuerySerializer, FORMAT_PARAMETER],
+        responses={(200, "application/json"): UsageReportSerializer, **FILE_RESPONSES},
+        description=(
+            "Usage over [start, end) grouped by organisation, resource, centre, day or month. A booking counts "
+            "whole on the facility-local (Asia/Seoul) day it starts; see booking/reports.py for the definitions. "
+            "Organisations see only themselves; operators see all. CSV and XLSX carry the same rows as `rows` "
+            "(no totals row)."
+        ),
+    )
     def get(self, request):
         query = UsageQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -264,11 +265,6 @@ class UtilisationReportSerializer(serializers.Serializer):
     totals = serializers.DictField(child=serializers.FloatField())
 
 
-@extend_schema(
-    tags=["usage"], operation_id="utilisation_report", parameters=[WindowSerializer, FORMAT_PARAMETER],
-    responses={(200, "application/json"): UtilisationReportSerializer, **FILE_RESPONSES},
-    description="Operators: per resource, capacity and the booked, used, idle and no-show shares over [start, end).",
-)
 class UtilisationView(APIView):
     """Operator utilisation report per equipment type and accelerator pool."""
 
@@ -276,6 +272,12 @@ class UtilisationView(APIView):
     content_negotiation_class = ReportNegotiation
     permission_classes = [IsOperator]
 
+    @extend_schema(
+        tags=["usage"], operation_id="utilisation_report", parameters=[WindowSerializer, FORMAT_PARAMETER],
+        responses={(200, "application/json"): UtilisationReportSerializer, **FILE_RESPONSES},
+        description="Operators: per resource, capacity and the booked, used, idle and no-show shares over "
+                    "[start, end).",
+    )
     def get(self, request):
         if isinstance(request.auth, ApiKey):
             raise DRFPermissionDenied("Organisation API keys cannot read the operator utilisation report.")
