@@ -22,6 +22,14 @@ def deep_listen_backlog():
     ThreadedWSGIServer.request_queue_size = previous
 
 
+@pytest.fixture(autouse=True)
+def fresh_throttle_counts():
+    """Throttle counters live in the cache (Redis under `make test`): start every test clean."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def operator(db):
     return UserFactory(username="operator", is_staff=True, is_superuser=True)

@@ -1,9 +1,32 @@
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from equipment.models import AcceleratorPool, Center, EquipmentType, MaintenanceWindow
 from testbed.api.fields import AwareDateTimeField
+
+
+class ModelRulesMixin:
+    """Run the model's clean() and its named constraints before saving, so a rule the database
+    would refuse answers 400 naming the field instead of a 500."""
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)  # type: ignore[misc]
+        model = self.Meta.model  # type: ignore[attr-defined]
+        instance = self.instance if self.instance is not None else model()  # type: ignore[attr-defined]
+        for key, value in attrs.items():
+            setattr(instance, key, value)
+        try:
+            instance.clean()
+            instance.clean_fields(exclude=[f.name for f in model._meta.fields if f.name not in attrs])
+            instance.validate_constraints()
+        except DjangoValidationError as exc:
+            errors = dict(exc.message_dict)
+            if "__all__" in errors:
+                errors["non_field_errors"] = errors.pop("__all__")
+            raise serializers.ValidationError(errors) from None
+        return attrs
 
 
 class CenterSerializer(serializers.ModelSerializer):
@@ -12,7 +35,7 @@ class CenterSerializer(serializers.ModelSerializer):
         fields = ["code", "name", "name_en", "field", "operator", "address", "timezone"]
 
 
-class EquipmentTypeSerializer(serializers.ModelSerializer):
+class EquipmentTypeSerializer(ModelRulesMixin, serializers.ModelSerializer):
     center = serializers.SlugRelatedField(slug_field="code", queryset=Center.objects.all())
     units_count = serializers.SerializerMethodField()
 
@@ -26,12 +49,19 @@ class EquipmentTypeSerializer(serializers.ModelSerializer):
             "description", "specs",
         ]
 
+    def validate_field(self, value: str) -> str:
+        if value not in {"healthcare", "automotive", "energy"}:
+            raise serializers.ValidationError(
+                "Equipment types belong to healthcare, automotive or energy; accelerators go in pools."
+            )
+        return value
+
     def get_units_count(self, obj: EquipmentType) -> int:
         annotated = getattr(obj, "units_count", None)
         return annotated if annotated is not None else obj.units.exclude(status="retired").count()
 
 
-class PoolSerializer(serializers.ModelSerializer):
+class PoolSerializer(ModelRulesMixin, serializers.ModelSerializer):
     center = serializers.SlugRelatedField(slug_field="code", queryset=Center.objects.all())
     nodes_count = serializers.IntegerField(read_only=True)
     devices_count = serializers.IntegerField(read_only=True)

@@ -16,6 +16,7 @@ class CenterViewSet(viewsets.ModelViewSet):
     serializer_class = CenterSerializer
     permission_classes = [IsOperatorOrReadOnly]
     lookup_field = "code"
+    lookup_value_regex = "[^/]+"  # codes may contain dots (e.g. HC-MRI-3.0T)
     filterset_fields = ["field"]
 
 
@@ -25,6 +26,7 @@ class EquipmentTypeViewSet(viewsets.ModelViewSet):
     serializer_class = EquipmentTypeSerializer
     permission_classes = [IsOperatorOrReadOnly]
     lookup_field = "code"
+    lookup_value_regex = "[^/]+"  # codes may contain dots (e.g. HC-MRI-3.0T)
     filterset_class = EquipmentTypeFilter
 
     def get_queryset(self):
@@ -37,6 +39,7 @@ class PoolViewSet(viewsets.ModelViewSet):
     serializer_class = PoolSerializer
     permission_classes = [IsOperatorOrReadOnly]
     lookup_field = "code"
+    lookup_value_regex = "[^/]+"  # codes may contain dots (e.g. HC-MRI-3.0T)
     filterset_class = PoolFilter
 
     def get_queryset(self):
