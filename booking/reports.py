@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import reduce
 from operator import or_
+from typing import Any
 
 from django.conf import settings
 from django.db.models import (
@@ -86,7 +87,15 @@ CONSUMED_KINDS = (LedgerKind.CONSUME, LedgerKind.ADJUST)
 GROUPS = ("organization", "resource", "center", "day", "month")
 GROUP_ALIASES = {"centre": "center", "org": "organization", "organisation": "organization"}
 DEFAULT_GROUP_BY = ("organization", "resource")
-METRICS = ("bookings", "booked_hours", "used_hours", "unit_hours", "cancelled", "no_shows", "charge_krw")
+METRICS = (
+    "bookings",
+    "booked_hours",
+    "used_hours",
+    "unit_hours",
+    "cancelled",
+    "no_shows",
+    "charge_krw",
+)
 
 
 # --- figures ---------------------------------------------------------------------------------
@@ -150,7 +159,8 @@ def _prefixed(q: Q, prefix: str) -> Q:
     clone = Q()
     clone.connector, clone.negated = q.connector, q.negated
     clone.children = [
-        _prefixed(child, prefix) if isinstance(child, Q) else (prefix + child[0], child[1]) for child in q.children
+        _prefixed(child, prefix) if isinstance(child, Q) else (prefix + child[0], child[1])  # type: ignore[index]
+        for child in q.children
     ]
     return clone
 
@@ -168,8 +178,12 @@ def _window_q(ranges: Iterable[tuple[dt.datetime, dt.datetime]]) -> Q | None:
 DayKey = tuple[int, int | None, int | None, dt.date]
 
 
-def usage_by_booking_day(*, ranges: Iterable[tuple[dt.datetime, dt.datetime]], scope_q: Q | None = None,
-                         organization_id: int | None = None) -> dict[DayKey, Figures]:
+def usage_by_booking_day(
+    *,
+    ranges: Iterable[tuple[dt.datetime, dt.datetime]],
+    scope_q: Q | None = None,
+    organization_id: int | None = None,
+) -> dict[DayKey, Figures]:
     """Figures of the bookings starting in any of `ranges`, per organisation × resource × day.
 
     Two grouped queries (bookings; ledger entries joined to their booking), whatever the number
@@ -179,8 +193,9 @@ def usage_by_booking_day(*, ranges: Iterable[tuple[dt.datetime, dt.datetime]], s
     if window is None:
         return {}
     bookings = Booking.objects.filter(window, status__in=COUNTED_STATUSES)
-    ledger = QuotaLedgerEntry.objects.filter(_prefixed(window, "booking__"), kind__in=CONSUMED_KINDS,
-                                             booking__isnull=False)
+    ledger = QuotaLedgerEntry.objects.filter(
+        _prefixed(window, "booking__"), kind__in=CONSUMED_KINDS, booking__isnull=False
+    )
     if scope_q is not None:
         bookings = bookings.filter(scope_q)
         ledger = ledger.filter(_prefixed(scope_q, "booking__"))
@@ -201,13 +216,37 @@ def usage_by_booking_day(*, ranges: Iterable[tuple[dt.datetime, dt.datetime]], s
             charge=Sum("final_price_krw"),
         )
         .order_by()
-        .values_list("organization_id", "equipment_type_id", "pool_id", "day", "n_booked", "booked", "used",
-                     "n_cancelled", "n_no_shows", "charge")
+        .values_list(
+            "organization_id",
+            "equipment_type_id",
+            "pool_id",
+            "day",
+            "n_booked",
+            "booked",
+            "used",
+            "n_cancelled",
+            "n_no_shows",
+            "charge",
+        )
     )
-    for org_id, type_id, pool_id, day, n_booked, booked, used, n_cancelled, n_no_shows, charge in rows:
+    for (
+        org_id,
+        type_id,
+        pool_id,
+        day,
+        n_booked,
+        booked,
+        used,
+        n_cancelled,
+        n_no_shows,
+        charge,
+    ) in rows:
         out[(org_id, type_id, pool_id, day)] = Figures(
-            bookings=n_booked, booked_hours=hours_of_duration(booked).quantize(FOUR),
-            used_hours=hours_of_duration(used).quantize(FOUR), cancelled=n_cancelled, no_shows=n_no_shows,
+            bookings=n_booked,
+            booked_hours=hours_of_duration(booked).quantize(FOUR),
+            used_hours=hours_of_duration(used).quantize(FOUR),
+            cancelled=n_cancelled,
+            no_shows=n_no_shows,
             charge_krw=int(charge or 0),
         )
     consumed = (
@@ -215,7 +254,13 @@ def usage_by_booking_day(*, ranges: Iterable[tuple[dt.datetime, dt.datetime]], s
         .values("booking__organization_id", "booking__equipment_type_id", "booking__pool_id", "day")
         .annotate(hours=Sum("hours"))
         .order_by()
-        .values_list("booking__organization_id", "booking__equipment_type_id", "booking__pool_id", "day", "hours")
+        .values_list(
+            "booking__organization_id",
+            "booking__equipment_type_id",
+            "booking__pool_id",
+            "day",
+            "hours",
+        )
     )
     for org_id, type_id, pool_id, day, hours in consumed:
         key = (org_id, type_id, pool_id, day)
@@ -238,10 +283,14 @@ def resource_index() -> dict[tuple[str, int], ResourceInfo]:
         ("equipment", pk): ResourceInfo(code, "equipment", center)
         for pk, code, center in EquipmentType.objects.values_list("pk", "code", "center__code")
     }
-    index.update({
-        ("pool", pk): ResourceInfo(code, "pool", center)
-        for pk, code, center in AcceleratorPool.objects.values_list("pk", "code", "center__code")
-    })
+    index.update(
+        {
+            ("pool", pk): ResourceInfo(code, "pool", center)
+            for pk, code, center in AcceleratorPool.objects.values_list(
+                "pk", "code", "center__code"
+            )
+        }
+    )
     return index
 
 
@@ -270,7 +319,11 @@ def check_group_by(group_by: Iterable[str] | str | None) -> list[str]:
     if group_by is None:
         return list(DEFAULT_GROUP_BY)
     items = group_by.split(",") if isinstance(group_by, str) else list(group_by)
-    names = [GROUP_ALIASES.get(item.strip().lower(), item.strip().lower()) for item in items if item.strip()]
+    names = [
+        GROUP_ALIASES.get(item.strip().lower(), item.strip().lower())
+        for item in items
+        if item.strip()
+    ]
     if not names:
         return list(DEFAULT_GROUP_BY)
     unknown = [n for n in names if n not in GROUPS]
@@ -286,7 +339,9 @@ def check_group_by(group_by: Iterable[str] | str | None) -> list[str]:
 
 def check_window(start: dt.datetime, end: dt.datetime) -> None:
     if timezone.is_naive(start) or timezone.is_naive(end):
-        raise ServiceError("Give start and end with an offset, e.g. 2026-12-01T00:00:00+09:00.", field="start")
+        raise ServiceError(
+            "Give start and end with an offset, e.g. 2026-12-01T00:00:00+09:00.", field="start"
+        )
     if end <= start:
         raise ServiceError("The end must be after the start.", field="end")
     if end - start > dt.timedelta(days=MAX_REPORT_DAYS):
@@ -295,7 +350,11 @@ def check_window(start: dt.datetime, end: dt.datetime) -> None:
 
 def _ceil_day(moment: dt.datetime) -> dt.date:
     local = moment.astimezone(TZ)
-    return local.date() if local == local_midnight(local.date()) else local.date() + dt.timedelta(days=1)
+    return (
+        local.date()
+        if local == local_midnight(local.date())
+        else local.date() + dt.timedelta(days=1)
+    )
 
 
 def split_window(start: dt.datetime, end: dt.datetime, today: dt.date):
@@ -308,7 +367,9 @@ def split_window(start: dt.datetime, end: dt.datetime, today: dt.date):
     if first >= last:
         return None, [(start, end)]
     cut = min(max(today, first), last)
-    live = [(a, b) for a, b in ((start, local_midnight(first)), (local_midnight(cut), end)) if a < b]
+    live = [
+        (a, b) for a, b in ((start, local_midnight(first)), (local_midnight(cut), end)) if a < b
+    ]
     return ((first, cut) if first < cut else None), live
 
 
@@ -322,14 +383,25 @@ _DAILY_KEYS = {
 
 
 def _group_key(groups: list[str], *, org_id, resource, center, day: dt.date) -> tuple:
-    values = {"organization": org_id, "resource": resource, "center": center, "day": day,
-              "month": day.replace(day=1)}
+    values = {
+        "organization": org_id,
+        "resource": resource,
+        "center": center,
+        "day": day,
+        "month": day.replace(day=1),
+    }
     return tuple(values[g] for g in groups)
 
 
-def usage_report(*, scope_q: Q | None, start: dt.datetime, end: dt.datetime,
-                 group_by: Iterable[str] | str | None = None, organization_id: int | None = None,
-                 today: dt.date | None = None) -> Report:
+def usage_report(
+    *,
+    scope_q: Q | None,
+    start: dt.datetime,
+    end: dt.datetime,
+    group_by: Iterable[str] | str | None = None,
+    organization_id: int | None = None,
+    today: dt.date | None = None,
+) -> Report:
     """Usage over [start, end), grouped by `group_by` ⊆ organization, resource, center, day, month.
 
     scope_q: None (operator: everything) or a filter on `organization` (report_scope()).
@@ -350,12 +422,29 @@ def usage_report(*, scope_q: Q | None, start: dt.datetime, end: dt.datetime,
         if "month" in groups:
             qs = qs.annotate(month=TruncMonth("day"))
         keys = [_DAILY_KEYS[g] for g in groups]
-        metrics = ["s_bookings", "s_booked", "s_used", "s_unit", "s_cancelled", "s_no_shows", "s_charge"]
-        rows = qs.values(*keys).annotate(
-            s_bookings=Sum("bookings"), s_booked=Sum("booked_hours"), s_used=Sum("used_hours"),
-            s_unit=Sum("unit_hours"), s_cancelled=Sum("cancelled"), s_no_shows=Sum("no_shows"),
-            s_charge=Sum("charge_krw"),
-        ).order_by().values_list(*keys, *metrics)
+        metrics = [
+            "s_bookings",
+            "s_booked",
+            "s_used",
+            "s_unit",
+            "s_cancelled",
+            "s_no_shows",
+            "s_charge",
+        ]
+        rows = (
+            qs.values(*keys)
+            .annotate(
+                s_bookings=Sum("bookings"),
+                s_booked=Sum("booked_hours"),
+                s_used=Sum("used_hours"),
+                s_unit=Sum("unit_hours"),
+                s_cancelled=Sum("cancelled"),
+                s_no_shows=Sum("no_shows"),
+                s_charge=Sum("charge_krw"),
+            )
+            .order_by()
+            .values_list(*keys, *metrics)
+        )
         width = len(keys)
         for row in rows:
             # One row per group: the database did the grouping, nothing to add to yet.
@@ -363,11 +452,15 @@ def usage_report(*, scope_q: Q | None, start: dt.datetime, end: dt.datetime,
 
     if live:
         index = resource_index()
-        for key, figures in usage_by_booking_day(ranges=live, scope_q=scope_q,
-                                                 organization_id=organization_id).items():
+        for key, figures in usage_by_booking_day(
+            ranges=live, scope_q=scope_q, organization_id=organization_id
+        ).items():
             info = resource_of(key, index)
-            sums[_group_key(groups, org_id=key[0], resource=info.code, center=info.center_code,
-                            day=key[3])].add(figures)
+            sums[
+                _group_key(
+                    groups, org_id=key[0], resource=info.code, center=info.center_code, day=key[3]
+                )
+            ].add(figures)
 
     return _render_usage(groups, sums)
 
@@ -377,8 +470,12 @@ def _render_usage(groups: list[str], sums: dict[tuple, Figures]) -> Report:
     if "organization" in groups:
         position = groups.index("organization")
         ids = {key[position] for key in sums}
-        orgs = {pk: (slug, name) for pk, slug, name in
-                Organization.objects.filter(pk__in=ids).values_list("pk", "slug", "name")}
+        orgs = {
+            pk: (slug, name)
+            for pk, slug, name in Organization.objects.filter(pk__in=ids).values_list(
+                "pk", "slug", "name"
+            )
+        }
     columns: list[str] = []
     for g in groups:
         columns.extend(["organization", "organization_name"] if g == "organization" else [g])
@@ -446,8 +543,11 @@ def open_intervals(resource, start: dt.datetime, end: dt.datetime) -> list[Inter
     while dt.datetime.combine(day, dt.time.min, tzinfo=tz) < end:
         if day.weekday() in days:
             opens = dt.datetime.combine(day, resource.opens_at or dt.time.min, tzinfo=tz)
-            closes = (dt.datetime.combine(day, resource.closes_at, tzinfo=tz) if resource.closes_at
-                      else dt.datetime.combine(day + dt.timedelta(days=1), dt.time.min, tzinfo=tz))
+            closes = (
+                dt.datetime.combine(day, resource.closes_at, tzinfo=tz)
+                if resource.closes_at
+                else dt.datetime.combine(day + dt.timedelta(days=1), dt.time.min, tzinfo=tz)
+            )
             a, b = max(opens, start), min(closes, end)
             if a < b:
                 out.append((a, b))
@@ -455,8 +555,12 @@ def open_intervals(resource, start: dt.datetime, end: dt.datetime) -> list[Inter
     return out
 
 
-def _capacity_seconds(open_: list[Interval], shared: list[Interval], own: dict[int, list[Interval]],
-                      members: dict[int, int]) -> float:
+def _capacity_seconds(
+    open_: list[Interval],
+    shared: list[Interval],
+    own: dict[int, list[Interval]],
+    members: dict[int, int],
+) -> float:
     """Σ over targets (units or nodes × their devices) of open time outside maintenance."""
     opened = sum((b - a).total_seconds() for a, b in open_)
     base = opened - _overlap_seconds(open_, _union(shared))
@@ -470,8 +574,19 @@ def _capacity_seconds(open_: list[Interval], shared: list[Interval], own: dict[i
 
 
 UTILISATION_COLUMNS = [
-    "resource", "resource_kind", "center", "capacity_units", "capacity_hours", "booked_hours", "used_hours",
-    "idle_hours", "no_show_hours", "booked_pct", "used_pct", "idle_pct", "no_show_pct",
+    "resource",
+    "resource_kind",
+    "center",
+    "capacity_units",
+    "capacity_hours",
+    "booked_hours",
+    "used_hours",
+    "idle_hours",
+    "no_show_hours",
+    "booked_pct",
+    "used_pct",
+    "idle_pct",
+    "no_show_pct",
 ]
 
 
@@ -494,59 +609,100 @@ def utilisation_report(*, start: dt.datetime, end: dt.datetime) -> Report:
     clipped = _unit_duration(Least(F("end"), w_end), Greatest(F("start"), w_start))
     used_from = Coalesce(F("actual_start"), F("start"))
     clipped_used = _unit_duration(Least(F("actual_end"), w_end), Greatest(used_from, w_start))
-    used_q = USED & Q(actual_end__gt=start) & (Q(actual_start__lt=end) | Q(actual_start__isnull=True))
-    figures = {
-        (row["equipment_type_id"], row["pool_id"]): row
+    used_q = (
+        USED & Q(actual_end__gt=start) & (Q(actual_start__lt=end) | Q(actual_start__isnull=True))
+    )
+    figures: dict[tuple[int | None, int | None], dict[str, Any]] = {
+        (row["equipment_type_id"], row["pool_id"]): dict(row)
         for row in Booking.objects.filter(start__lt=end, end__gt=start, status__in=BOOKED_STATUSES)
         .values("equipment_type_id", "pool_id")
-        .annotate(booked=Sum(clipped), used=Sum(clipped_used, filter=used_q),
-                  no_show=Sum(clipped, filter=Q(status=BookingStatus.NO_SHOW)))
+        .annotate(
+            booked=Sum(clipped),
+            used=Sum(clipped_used, filter=used_q),
+            no_show=Sum(clipped, filter=Q(status=BookingStatus.NO_SHOW)),
+        )
         .order_by()
     }
 
-    maintenance = list(MaintenanceWindow.objects.filter(start__lt=end, end__gt=start).values_list(
-        "equipment_type_id", "unit_id", "pool_id", "node_id", "start", "end"))
-    by = {name: defaultdict(list) for name in ("type", "unit", "pool", "node")}
+    maintenance = list(
+        MaintenanceWindow.objects.filter(start__lt=end, end__gt=start).values_list(
+            "equipment_type_id", "unit_id", "pool_id", "node_id", "start", "end"
+        )
+    )
+    by: dict[str, dict[int, list[Interval]]] = {
+        name: defaultdict(list) for name in ("type", "unit", "pool", "node")
+    }
     for type_id, unit_id, pool_id, node_id, m_start, m_end in maintenance:
         window = (max(m_start, start), min(m_end, end))
-        for name, target in (("type", type_id), ("unit", unit_id), ("pool", pool_id), ("node", node_id)):
+        for name, target in (
+            ("type", type_id),
+            ("unit", unit_id),
+            ("pool", pool_id),
+            ("node", node_id),
+        ):
             if target is not None:
                 by[name][target].append(window)
 
     units: dict[int, dict[int, int]] = defaultdict(dict)
     for type_id, unit_id in EquipmentUnit.objects.filter(status=UnitStatus.ACTIVE).values_list(
-            "equipment_type_id", "pk"):
+        "equipment_type_id", "pk"
+    ):
         units[type_id][unit_id] = 1
     devices: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-    for pool_id, node_id in Device.objects.filter(status=DeviceStatus.ACTIVE, node__status=NodeStatus.ACTIVE) \
-            .values_list("node__pool_id", "node_id"):
+    for pool_id, node_id in Device.objects.filter(
+        status=DeviceStatus.ACTIVE, node__status=NodeStatus.ACTIVE
+    ).values_list("node__pool_id", "node_id"):
         devices[pool_id][node_id] += 1
 
-    rows = []
-    resources = [("equipment", r) for r in EquipmentType.objects.select_related("center")] + [
-        ("pool", r) for r in AcceleratorPool.objects.select_related("center")]
+    rows: list[dict[str, Any]] = []
+    resources: list[tuple[str, EquipmentType | AcceleratorPool]] = [
+        ("equipment", r) for r in EquipmentType.objects.select_related("center")
+    ] + [("pool", r) for r in AcceleratorPool.objects.select_related("center")]
     for kind, resource in resources:
-        key = (resource.pk, None) if kind == "equipment" else (None, resource.pk)
+        key: tuple[int | None, int | None] = (
+            (resource.pk, None) if kind == "equipment" else (None, resource.pk)
+        )
         members = units[resource.pk] if kind == "equipment" else devices[resource.pk]
         if not members and key not in figures:
             continue
         shared = by["type" if kind == "equipment" else "pool"][resource.pk]
         own = by["unit" if kind == "equipment" else "node"]
-        capacity = Decimal(_capacity_seconds(open_intervals(resource, start, end), shared, own, members)) / 3600
-        row = figures.get(key, {})
+        capacity = (
+            Decimal(_capacity_seconds(open_intervals(resource, start, end), shared, own, members))
+            / 3600
+        )
+        row: dict[str, Any] = figures.get(key, {})
         booked = hours_of_duration(row.get("booked"))
         used = hours_of_duration(row.get("used"))
         no_show = hours_of_duration(row.get("no_show"))
         idle = booked - used
-        rows.append({
-            "resource": resource.code, "resource_kind": kind, "center": resource.center.code,
-            "capacity_units": sum(members.values()), "capacity_hours": float(capacity.quantize(FOUR)),
-            "booked_hours": float(booked.quantize(FOUR)), "used_hours": float(used.quantize(FOUR)),
-            "idle_hours": float(idle.quantize(FOUR)), "no_show_hours": float(no_show.quantize(FOUR)),
-            "booked_pct": _pct(booked, capacity), "used_pct": _pct(used, capacity),
-            "idle_pct": _pct(idle, capacity), "no_show_pct": _pct(no_show, booked),
-        })
+        rows.append(
+            {
+                "resource": resource.code,
+                "resource_kind": kind,
+                "center": resource.center.code,
+                "capacity_units": sum(members.values()),
+                "capacity_hours": float(capacity.quantize(FOUR)),
+                "booked_hours": float(booked.quantize(FOUR)),
+                "used_hours": float(used.quantize(FOUR)),
+                "idle_hours": float(idle.quantize(FOUR)),
+                "no_show_hours": float(no_show.quantize(FOUR)),
+                "booked_pct": _pct(booked, capacity),
+                "used_pct": _pct(used, capacity),
+                "idle_pct": _pct(idle, capacity),
+                "no_show_pct": _pct(no_show, booked),
+            }
+        )
     rows.sort(key=lambda r: (r["center"], r["resource"]))
-    totals = {name: round(sum(r[name] for r in rows), 4) for name in
-              ("capacity_units", "capacity_hours", "booked_hours", "used_hours", "idle_hours", "no_show_hours")}
+    totals = {
+        name: round(sum(r[name] for r in rows), 4)
+        for name in (
+            "capacity_units",
+            "capacity_hours",
+            "booked_hours",
+            "used_hours",
+            "idle_hours",
+            "no_show_hours",
+        )
+    }
     return Report(columns=UTILISATION_COLUMNS, rows=rows, totals=totals)

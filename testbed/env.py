@@ -120,3 +120,15 @@ def url_from_env(name: str, default: str, *, schemes: set[str], need_host: bool 
     if need_host and not parsed.hostname:
         raise SettingError(f"{name}={raw!r} names no host: use e.g. {parsed.scheme}://127.0.0.1:6379/0.")
     return raw
+
+
+def next_redis_db(url: str) -> str:
+    """The same Redis server, database number + 1 (redis://h:6379/0 → redis://h:6379/1)."""
+    parsed = urlparse(url)
+    path = parsed.path.strip("/")
+    number = int(path) if path.isdigit() else 0
+    if number >= 15:
+        raise SettingError(
+            f"REDIS_URL={url!r} uses database {number}, the last one: set CACHE_URL to another Redis database."
+        )
+    return parsed._replace(path=f"/{number + 1}").geturl()

@@ -16,6 +16,7 @@ from testbed.env import (
     env_int,
     env_list,
     env_str,
+    next_redis_db,
     url_from_env,
 )
 
@@ -159,6 +160,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "polling_interval": 0.2,
     }
 CELERY_TASK_ALWAYS_EAGER = False
+# The queue web processes publish to and workers consume (tests give each run its own).
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -168,10 +171,15 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+# The cache gets its own Redis database (the broker's number + 1 unless CACHE_URL says), so that
+# clearing the cache (FLUSHDB) can never drop queued Celery messages or their bindings.
+CACHE_URL = env_str("CACHE_URL", next_redis_db(REDIS_URL) if REDIS_URL else "")
+if CACHE_URL:
+    url_from_env("CACHE_URL", CACHE_URL, schemes={"redis", "rediss"}, need_host=True)
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
-        if REDIS_URL
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        if CACHE_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
 }

@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 import pytest
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/testbed"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"  # the cache takes /15
 
 REQUIRED = os.environ.get("CI", "").lower() in {"1", "true", "yes"} or os.environ.get(
     "TESTBED_REQUIRE_SERVICES", ""
@@ -55,6 +55,9 @@ def _redis_reason(url: str) -> str | None:
 database_url = os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
 redis_url = os.environ.setdefault("REDIS_URL", DEFAULT_REDIS_URL)
 os.environ.setdefault("CELERY_BROKER_URL", redis_url)
+# Each test run gets its own queue, so two runs on one Redis never take each other's tasks
+# (a worker would look the booking up in the wrong test database).
+os.environ.setdefault("CELERY_TASK_DEFAULT_QUEUE", f"testbed-test-{os.getpid()}")
 
 if database_url.startswith(("postgres://", "postgresql://")):
     reason = _postgres_reason(database_url)

@@ -221,3 +221,12 @@ print(json.dumps({
     assert found["broker"] == "redis://cache.internal:6379/0"
     assert found["cache"] == "django.core.cache.backends.redis.RedisCache"
     assert found["secure_cookies"] is True
+
+
+def test_it_keeps_the_cache_off_the_broker_database():
+    from testbed.env import SettingError, next_redis_db
+
+    assert next_redis_db("redis://cache.internal:6379/0") == "redis://cache.internal:6379/1"
+    assert next_redis_db("redis://:pw@h:6379") == "redis://:pw@h:6379/1"
+    with pytest.raises(SettingError, match="CACHE_URL"):
+        next_redis_db("redis://h:6379/15")

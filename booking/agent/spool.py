@@ -34,7 +34,7 @@ class Spool:
         self.dir = Path(state_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.max_samples = max_samples
-        self._lock_file = open(self.dir / "agent.lock", "a+")  # noqa: SIM115 - held until close()
+        self._lock_file = open(self.dir / "agent.lock", "a+")  # held (and locked) until close()
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -102,10 +102,14 @@ class ReportNegotiation(DefaultContentNegotiation):
             return super().select_renderer(request, renderers, format_suffix)
         except Http404:
             known = ", ".join(r.format for r in renderers if r.format != "api")
-            raise ProblemError(f"Unknown format: use one of {known}.", field="format", code="invalid") from None
+            raise ProblemError(
+                f"Unknown format: use one of {known}.", field="format", code="invalid"
+            ) from None
 
 
-def _download(response: Response, request, name: str, start: dt.datetime, end: dt.datetime) -> Response:
+def _download(
+    response: Response, request, name: str, start: dt.datetime, end: dt.datetime
+) -> Response:
     fmt = getattr(request.accepted_renderer, "format", "json")
     if fmt in {"csv", "xlsx"}:
         last = (end - dt.timedelta(microseconds=1)).astimezone(TZ)
@@ -116,12 +120,21 @@ def _download(response: Response, request, name: str, start: dt.datetime, end: d
 
 
 FORMAT_PARAMETER = OpenApiParameter(
-    "format", OpenApiTypes.STR, OpenApiParameter.QUERY, enum=["json", "csv", "xlsx"],
-    description="json (default), csv or xlsx; or send Accept: text/csv or Accept: " + XLSX_MEDIA_TYPE + ".",
+    "format",
+    OpenApiTypes.STR,
+    OpenApiParameter.QUERY,
+    enum=["json", "csv", "xlsx"],
+    description="json (default), csv or xlsx; or send Accept: text/csv or Accept: "
+    + XLSX_MEDIA_TYPE
+    + ".",
 )
 FILE_RESPONSES = {
-    (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="The rows under a header row."),
-    (200, XLSX_MEDIA_TYPE): OpenApiResponse(OpenApiTypes.BINARY, description="One sheet: header row, rows."),
+    (200, "text/csv"): OpenApiResponse(
+        OpenApiTypes.STR, description="The rows under a header row."
+    ),
+    (200, XLSX_MEDIA_TYPE): OpenApiResponse(
+        OpenApiTypes.BINARY, description="One sheet: header row, rows."
+    ),
 }
 
 
@@ -133,7 +146,9 @@ class WindowSerializer(serializers.Serializer):
         if attrs["end"] <= attrs["start"]:
             raise serializers.ValidationError({"end": ["The end must be after the start."]})
         if attrs["end"] - attrs["start"] > dt.timedelta(days=MAX_REPORT_DAYS):
-            raise serializers.ValidationError({"end": [f"Ask for at most {MAX_REPORT_DAYS} days at a time."]})
+            raise serializers.ValidationError(
+                {"end": [f"Ask for at most {MAX_REPORT_DAYS} days at a time."]}
+            )
         return attrs
 
 
@@ -142,11 +157,13 @@ class WindowSerializer(serializers.Serializer):
 
 class UsageQuerySerializer(WindowSerializer):
     group_by = serializers.CharField(
-        required=False, default=",".join(DEFAULT_GROUP_BY),
+        required=False,
+        default=",".join(DEFAULT_GROUP_BY),
         help_text=f"Comma-separated, in order: any of {', '.join(GROUPS)} (day and month exclusive).",
     )
     organization = serializers.SlugField(
-        required=False, help_text="Only this organisation (its slug); operators may name any.",
+        required=False,
+        help_text="Only this organisation (its slug); operators may name any.",
     )
 
     def validate_group_by(self, value: str) -> list[str]:
@@ -159,16 +176,24 @@ class UsageQuerySerializer(WindowSerializer):
 class UsageRowSerializer(serializers.Serializer):
     """One group. Only the columns of the asked groupings appear, then the figures."""
 
-    organization = serializers.CharField(required=False, help_text="Slug (grouped by organization).")
+    organization = serializers.CharField(
+        required=False, help_text="Slug (grouped by organization)."
+    )
     organization_name = serializers.CharField(required=False)
     resource = serializers.CharField(required=False, help_text="Equipment type or pool code.")
     center = serializers.CharField(required=False, help_text="Centre code.")
-    day = serializers.DateField(required=False, help_text="Facility-local day of the bookings' start.")
+    day = serializers.DateField(
+        required=False, help_text="Facility-local day of the bookings' start."
+    )
     month = serializers.CharField(required=False, help_text="YYYY-MM, facility-local.")
     bookings = serializers.IntegerField(help_text="Bookings that held capacity (incl. no-shows).")
     booked_hours = serializers.FloatField(help_text="Σ quantity × (end − start) of those bookings.")
-    used_hours = serializers.FloatField(help_text="Σ quantity × checked-in time of completed bookings.")
-    unit_hours = serializers.FloatField(help_text="Quota consumed: Σ consume and adjust ledger entries.")
+    used_hours = serializers.FloatField(
+        help_text="Σ quantity × checked-in time of completed bookings."
+    )
+    unit_hours = serializers.FloatField(
+        help_text="Quota consumed: Σ consume and adjust ledger entries."
+    )
     cancelled = serializers.IntegerField()
     no_shows = serializers.IntegerField()
     charge_krw = serializers.IntegerField(help_text="Σ final price in won.")
@@ -214,7 +239,9 @@ class UsageView(APIView):
     content_negotiation_class = ReportNegotiation
 
     @extend_schema(
-        tags=["usage"], operation_id="usage_report", parameters=[UsageQuerySerializer, FORMAT_PARAMETER],
+        tags=["usage"],
+        operation_id="usage_report",
+        parameters=[UsageQuerySerializer, FORMAT_PARAMETER],
         responses={(200, "application/json"): UsageReportSerializer, **FILE_RESPONSES},
         description=(
             "Usage over [start, end) grouped by organisation, resource, centre, day or month. A booking counts "
@@ -227,13 +254,25 @@ class UsageView(APIView):
         query = UsageQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         q = query.validated_data
-        organization_id = _organization_filter(request, q["organization"]) if q.get("organization") else None
-        report = usage_report(scope_q=report_scope(user=request.user, auth=request.auth), start=q["start"],
-                              end=q["end"], group_by=q["group_by"], organization_id=organization_id)
+        organization_id = (
+            _organization_filter(request, q["organization"]) if q.get("organization") else None
+        )
+        report = usage_report(
+            scope_q=report_scope(user=request.user, auth=request.auth),
+            start=q["start"],
+            end=q["end"],
+            group_by=q["group_by"],
+            organization_id=organization_id,
+        )
         iso = AwareDateTimeField().to_representation
         body = {
-            "title": "usage", "start": iso(q["start"]), "end": iso(q["end"]), "group_by": q["group_by"],
-            "columns": report.columns, "rows": report.rows, "totals": report.totals,
+            "title": "usage",
+            "start": iso(q["start"]),
+            "end": iso(q["end"]),
+            "group_by": q["group_by"],
+            "columns": report.columns,
+            "rows": report.rows,
+            "totals": report.totals,
         }
         return _download(Response(body), request, "usage", q["start"], q["end"])
 
@@ -246,9 +285,13 @@ class UtilisationRowSerializer(serializers.Serializer):
     resource_kind = serializers.ChoiceField(choices=["equipment", "pool"])
     center = serializers.CharField()
     capacity_units = serializers.IntegerField(help_text="Bookable units or devices now.")
-    capacity_hours = serializers.FloatField(help_text="Units × opening hours in the window, less maintenance.")
+    capacity_hours = serializers.FloatField(
+        help_text="Units × opening hours in the window, less maintenance."
+    )
     booked_hours = serializers.FloatField(help_text="Booked unit-hours inside the window.")
-    used_hours = serializers.FloatField(help_text="Checked-in unit-hours of completed bookings inside the window.")
+    used_hours = serializers.FloatField(
+        help_text="Checked-in unit-hours of completed bookings inside the window."
+    )
     idle_hours = serializers.FloatField(help_text="Booked but not used (no-shows included).")
     no_show_hours = serializers.FloatField()
     booked_pct = serializers.FloatField(allow_null=True, help_text="% of capacity.")
@@ -273,19 +316,29 @@ class UtilisationView(APIView):
     permission_classes = [IsOperator]
 
     @extend_schema(
-        tags=["usage"], operation_id="utilisation_report", parameters=[WindowSerializer, FORMAT_PARAMETER],
+        tags=["usage"],
+        operation_id="utilisation_report",
+        parameters=[WindowSerializer, FORMAT_PARAMETER],
         responses={(200, "application/json"): UtilisationReportSerializer, **FILE_RESPONSES},
         description="Operators: per resource, capacity and the booked, used, idle and no-show shares over "
-                    "[start, end).",
+        "[start, end).",
     )
     def get(self, request):
         if isinstance(request.auth, ApiKey):
-            raise DRFPermissionDenied("Organisation API keys cannot read the operator utilisation report.")
+            raise DRFPermissionDenied(
+                "Organisation API keys cannot read the operator utilisation report."
+            )
         query = WindowSerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         q = query.validated_data
         report = utilisation_report(start=q["start"], end=q["end"])
         iso = AwareDateTimeField().to_representation
-        body = {"title": "utilisation", "start": iso(q["start"]), "end": iso(q["end"]), "columns": report.columns,
-                "rows": report.rows, "totals": report.totals}
+        body = {
+            "title": "utilisation",
+            "start": iso(q["start"]),
+            "end": iso(q["end"]),
+            "columns": report.columns,
+            "rows": report.rows,
+            "totals": report.totals,
+        }
         return _download(Response(body), request, "utilisation", q["start"], q["end"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from decimal import Decimal
+from functools import partial
 
 from django.db import transaction
 from django.db.models import Q
@@ -42,7 +43,8 @@ def quota_reminders_send(*, now: dt.datetime | None = None) -> list[tuple[int, i
     today = timezone.localtime(now, TZ).date()
     grants = list(
         QuotaGrant.objects.filter(period_start__lte=today, period_end__gte=today, limit_hours__gt=0)
-        .filter(Q(reminded_80=False) | Q(reminded_100=False)).order_by("pk")
+        .filter(Q(reminded_80=False) | Q(reminded_100=False))
+        .order_by("pk")
     )
     balances = grant_balances(g.pk for g in grants)
     sent: list[tuple[int, int]] = []
@@ -56,14 +58,26 @@ def quota_reminders_send(*, now: dt.datetime | None = None) -> list[tuple[int, i
         with transaction.atomic():
             if threshold == 100:
                 claimed = QuotaGrant.objects.filter(pk=grant.pk, reminded_100=False).update(
-                    reminded_100=True, reminded_80=True)
+                    reminded_100=True, reminded_80=True
+                )
             else:
-                claimed = QuotaGrant.objects.filter(pk=grant.pk, reminded_80=False).update(reminded_80=True)
+                claimed = QuotaGrant.objects.filter(pk=grant.pk, reminded_80=False).update(
+                    reminded_80=True
+                )
             if claimed != 1:
                 continue  # reminded already, by an earlier or a concurrent run
-            audit_record(actor=None, channel=Channel.SYSTEM, action="quota.reminder", obj=grant,
-                         data={"threshold": threshold, "used_hours": str(used), "limit_hours": str(balance.limit)})
-            transaction.on_commit(lambda g=grant.pk, t=threshold, u=used: _send(g, t, u), robust=True)
+            audit_record(
+                actor=None,
+                channel=Channel.SYSTEM,
+                action="quota.reminder",
+                obj=grant,
+                data={
+                    "threshold": threshold,
+                    "used_hours": str(used),
+                    "limit_hours": str(balance.limit),
+                },
+            )
+            transaction.on_commit(partial(_send, grant.pk, threshold, used), robust=True)
         sent.append((grant.pk, threshold))
     if sent:
         logger.info("quota reminders sent: %s", sent)

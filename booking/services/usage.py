@@ -43,10 +43,27 @@ logger = logging.getLogger(__name__)
 
 BATCH = 2000
 RECENT_DAYS = 3
-DAILY_FIELDS = ["resource_kind", "center_code", "bookings", "booked_hours", "used_hours", "unit_hours",
-                "cancelled", "no_shows", "charge_krw", "computed_at"]
-BOOKING_FIELDS = ["booked_unit_hours", "used_unit_hours", "mean_utilization_pct", "energy_kwh", "charge_krw",
-                  "samples", "computed_at"]
+DAILY_FIELDS = [
+    "resource_kind",
+    "center_code",
+    "bookings",
+    "booked_hours",
+    "used_hours",
+    "unit_hours",
+    "cancelled",
+    "no_shows",
+    "charge_krw",
+    "computed_at",
+]
+BOOKING_FIELDS = [
+    "booked_unit_hours",
+    "used_unit_hours",
+    "mean_utilization_pct",
+    "energy_kwh",
+    "charge_krw",
+    "samples",
+    "computed_at",
+]
 
 
 # --- per organisation × resource × day ------------------------------------------------------------
@@ -80,20 +97,34 @@ def usage_rollup_day_list(*, days: Iterable[dt.date]) -> int:
     rows = []
     for key, f in figures.items():
         info = resource_of(key, index)
-        rows.append(DailyUsage(
-            organization_id=key[0], resource_code=info.code, resource_kind=info.kind, center_code=info.center_code,
-            day=key[3], bookings=f.bookings, booked_hours=f.booked_hours, used_hours=f.used_hours,
-            unit_hours=f.unit_hours, cancelled=f.cancelled, no_shows=f.no_shows, charge_krw=f.charge_krw,
-            computed_at=now,
-        ))
+        rows.append(
+            DailyUsage(
+                organization_id=key[0],
+                resource_code=info.code,
+                resource_kind=info.kind,
+                center_code=info.center_code,
+                day=key[3],
+                bookings=f.bookings,
+                booked_hours=f.booked_hours,
+                used_hours=f.used_hours,
+                unit_hours=f.unit_hours,
+                cancelled=f.cancelled,
+                no_shows=f.no_shows,
+                charge_krw=f.charge_krw,
+                computed_at=now,
+            )
+        )
     stale = Q()
     for a, b in runs:
         stale |= Q(day__gte=a, day__lte=b)
     with transaction.atomic():
         DailyUsage.objects.filter(stale).delete()
         DailyUsage.objects.bulk_create(
-            rows, batch_size=5000, update_conflicts=True,
-            unique_fields=["organization", "resource_code", "day"], update_fields=DAILY_FIELDS,
+            rows,
+            batch_size=5000,
+            update_conflicts=True,
+            unique_fields=["organization", "resource_code", "day"],
+            update_fields=DAILY_FIELDS,
         )
     return len(rows)
 
@@ -102,7 +133,9 @@ def usage_rollup_days(*, start_day: dt.date, end_day: dt.date) -> int:
     """Recompute DailyUsage for the local days start_day … end_day (inclusive), idempotently."""
     if end_day < start_day:
         raise ValueError("end_day is before start_day")
-    return usage_rollup_day_list(days=(start_day + dt.timedelta(days=i) for i in range((end_day - start_day).days + 1)))
+    return usage_rollup_day_list(
+        days=(start_day + dt.timedelta(days=i) for i in range((end_day - start_day).days + 1))
+    )
 
 
 # --- per booking ----------------------------------------------------------------------------------
@@ -117,12 +150,22 @@ def _telemetry(booking_ids: list[int]) -> dict[int, tuple[float | None, Decimal 
     per_device = (
         TelemetrySample.objects.filter(booking_id__in=booking_ids)
         .values("booking_id", "device_id")
-        .annotate(n=Count("pk"), util=Sum("utilization_pct"), e_n=Count("energy_j"), e_min=Min("energy_j"),
-                  e_max=Max("energy_j"), p_n=Count("power_w"), p_avg=Avg("power_w"), t_min=Min("at"),
-                  t_max=Max("at"))
+        .annotate(
+            n=Count("pk"),
+            util=Sum("utilization_pct"),
+            e_n=Count("energy_j"),
+            e_min=Min("energy_j"),
+            e_max=Max("energy_j"),
+            p_n=Count("power_w"),
+            p_avg=Avg("power_w"),
+            t_min=Min("at"),
+            t_max=Max("at"),
+        )
         .order_by()
     )
-    acc: dict[int, list] = defaultdict(lambda: [0, 0.0, 0.0, False])  # samples, Σ util, joules, any energy
+    acc: dict[int, list] = defaultdict(
+        lambda: [0, 0.0, 0.0, False]
+    )  # samples, Σ util, joules, any energy
     for row in per_device:
         entry = acc[row["booking_id"]]
         entry[0] += row["n"]
@@ -151,14 +194,23 @@ def _booking_usage(row: dict, telemetry: dict) -> BookingUsage:
         used = hours_of(row["quantity"], row["actual_start"] or row["start"], row["actual_end"])
     mean, energy, samples = telemetry.get(row["pk"], (None, None, 0))
     return BookingUsage(
-        booking_id=row["pk"], booked_unit_hours=booked, used_unit_hours=max(used, ZERO),
-        mean_utilization_pct=mean, energy_kwh=energy, charge_krw=row["final_price_krw"] or 0, samples=samples,
+        booking_id=row["pk"],
+        booked_unit_hours=booked,
+        used_unit_hours=max(used, ZERO),
+        mean_utilization_pct=mean,
+        energy_kwh=energy,
+        charge_krw=row["final_price_krw"] or 0,
+        samples=samples,
         computed_at=timezone.now(),
     )
 
 
-def usage_rollup_bookings(*, since: dt.datetime | None = None, now: dt.datetime | None = None,
-                          booking_ids: Iterable[int] | None = None) -> int:
+def usage_rollup_bookings(
+    *,
+    since: dt.datetime | None = None,
+    now: dt.datetime | None = None,
+    booking_ids: Iterable[int] | None = None,
+) -> int:
     """Recompute BookingUsage; returns how many bookings were rolled up.
 
     since=None: every booking that held capacity or was cancelled. With since: those changed
@@ -172,7 +224,16 @@ def usage_rollup_bookings(*, since: dt.datetime | None = None, now: dt.datetime 
         qs = qs.filter(Q(updated_at__gte=since) | Q(start__lt=now, end__gt=since))
     if booking_ids is not None:
         qs = qs.filter(pk__in=list(booking_ids))
-    columns = ("pk", "status", "quantity", "start", "end", "actual_start", "actual_end", "final_price_krw")
+    columns = (
+        "pk",
+        "status",
+        "quantity",
+        "start",
+        "end",
+        "actual_start",
+        "actual_end",
+        "final_price_krw",
+    )
     done, last = 0, 0
     while True:
         batch = list(qs.filter(pk__gt=last).order_by("pk").values(*columns)[:BATCH])
@@ -181,8 +242,10 @@ def usage_rollup_bookings(*, since: dt.datetime | None = None, now: dt.datetime 
         last = batch[-1]["pk"]
         telemetry = _telemetry([row["pk"] for row in batch])
         BookingUsage.objects.bulk_create(
-            [_booking_usage(row, telemetry) for row in batch], update_conflicts=True,
-            unique_fields=["booking"], update_fields=BOOKING_FIELDS,
+            [_booking_usage(row, telemetry) for row in batch],
+            update_conflicts=True,
+            unique_fields=["booking"],
+            update_fields=BOOKING_FIELDS,
         )
         done += len(batch)
 
@@ -190,8 +253,12 @@ def usage_rollup_bookings(*, since: dt.datetime | None = None, now: dt.datetime 
 # --- the beat task's unit of work --------------------------------------------------------------------
 
 
-def usage_rollup_recent(*, now: dt.datetime | None = None, lookback: dt.timedelta = dt.timedelta(hours=6),
-                        recent_days: int = RECENT_DAYS) -> dict:
+def usage_rollup_recent(
+    *,
+    now: dt.datetime | None = None,
+    lookback: dt.timedelta = dt.timedelta(hours=6),
+    recent_days: int = RECENT_DAYS,
+) -> dict:
     """Today and the last `recent_days` days, plus the start days of bookings changed within
     `lookback` (several beat intervals, so a missed run is caught up), and their BookingUsage."""
     now = now or timezone.now()
@@ -199,10 +266,15 @@ def usage_rollup_recent(*, now: dt.datetime | None = None, lookback: dt.timedelt
     today = timezone.localtime(now, TZ).date()
     changed_days = set(
         Booking.objects.filter(updated_at__gte=since)
-        .annotate(day=TruncDate("start", tzinfo=TZ)).values_list("day", flat=True).distinct().order_by()
+        .annotate(day=TruncDate("start", tzinfo=TZ))
+        .values_list("day", flat=True)
+        .distinct()
+        .order_by()
     )
     days = changed_days | {today - dt.timedelta(days=i) for i in range(recent_days + 1)}
     daily_rows = usage_rollup_day_list(days=days)
     bookings = usage_rollup_bookings(since=since, now=now)
-    logger.info("usage rollup: %s days, %s daily rows, %s bookings", len(days), daily_rows, bookings)
+    logger.info(
+        "usage rollup: %s days, %s daily rows, %s bookings", len(days), daily_rows, bookings
+    )
     return {"days": len(days), "daily_rows": daily_rows, "bookings": bookings}

@@ -22,8 +22,13 @@ NOW = aware(2026, 11, 20, 9)
 
 @pytest.fixture
 def grant(org, manager, member):
-    return QuotaGrant.objects.create(organization=org, scope="*", period_start=dt.date(2026, 11, 1),
-                                     period_end=dt.date(2026, 11, 30), limit_hours=Decimal("10"))
+    return QuotaGrant.objects.create(
+        organization=org,
+        scope="*",
+        period_start=dt.date(2026, 11, 1),
+        period_end=dt.date(2026, 11, 30),
+        limit_hours=Decimal("10"),
+    )
 
 
 def use(grant, hours: str, kind: str = LedgerKind.HOLD) -> None:
@@ -35,6 +40,7 @@ def send(django_capture_on_commit_callbacks):
     def run(now=NOW):
         with django_capture_on_commit_callbacks(execute=True):
             return quota_reminders_send(now=now)
+
     return run
 
 
@@ -70,7 +76,9 @@ def test_it_sends_only_the_100_percent_reminder_when_a_grant_jumps_past_it(grant
 
 def test_it_leaves_grants_outside_their_period_alone(grant, send):
     use(grant, "10")
-    assert send(now=aware(2026, 12, 1, 0, 30)) == []  # 1 December in Seoul, still 30 November in UTC
+    assert (
+        send(now=aware(2026, 12, 1, 0, 30)) == []
+    )  # 1 December in Seoul, still 30 November in UTC
     assert send(now=aware(2026, 10, 31, 23)) == []
     assert mail.outbox == []
     assert send(now=aware(2026, 11, 30, 23, 59)) == [(grant.pk, 100)]
@@ -83,7 +91,9 @@ def test_it_never_sends_twice_when_two_runs_race(grant, send, monkeypatch):
     def balances_then_another_run_claims(ids):
         result = real_balances(ids)
         monkeypatch.setattr(reminders, "grant_balances", real_balances)
-        assert quota_reminders_send(now=NOW) == [(grant.pk, 80)]  # the other run, between read and claim
+        assert quota_reminders_send(now=NOW) == [
+            (grant.pk, 80)
+        ]  # the other run, between read and claim
         return result
 
     monkeypatch.setattr(reminders, "grant_balances", balances_then_another_run_claims)

@@ -58,15 +58,28 @@ def test_it_reports_usage_as_json_with_totals(api, operator, month):
     assert data["group_by"] == ["organization", "resource"]
     assert data["columns"][:3] == ["organization", "organization_name", "resource"]
     assert {(r["organization"], r["resource"]) for r in data["rows"]} == {
-        ("acme", "HC-EMG"), ("acme", "POOL-H"), ("globex", "HC-EMG"), ("globex", "POOL-H")}
+        ("acme", "HC-EMG"),
+        ("acme", "POOL-H"),
+        ("globex", "HC-EMG"),
+        ("globex", "POOL-H"),
+    }
     for row in data["rows"]:
         assert set(row) == set(data["columns"])
-        for name in ("bookings", "booked_hours", "used_hours", "unit_hours", "cancelled", "no_shows",
-                     "charge_krw"):
+        for name in (
+            "bookings",
+            "booked_hours",
+            "used_hours",
+            "unit_hours",
+            "cancelled",
+            "no_shows",
+            "charge_krw",
+        ):
             assert name in row
     assert data["totals"]["unit_hours"] == 91.75
     assert data["totals"]["booked_hours"] == sum(r["booked_hours"] for r in data["rows"])
-    expected = usage_report(scope_q=None, start=aware(2026, 11, 1), end=aware(2026, 12, 1), group_by=None)
+    expected = usage_report(
+        scope_q=None, start=aware(2026, 11, 1), end=aware(2026, 12, 1), group_by=None
+    )
     assert data["rows"] == expected.rows
 
 
@@ -85,8 +98,19 @@ def test_it_answers_csv_that_parses_back_to_the_json_rows(api, operator, month, 
     assert response["Content-Disposition"] == 'attachment; filename="usage-20261101-20261130.csv"'
     reader = csv.reader(io.StringIO(response.content.decode("utf-8")))
     header, *lines = list(reader)
-    assert header == ["organization", "organization_name", "resource", "day", "bookings", "booked_hours",
-                      "used_hours", "unit_hours", "cancelled", "no_shows", "charge_krw"]
+    assert header == [
+        "organization",
+        "organization_name",
+        "resource",
+        "day",
+        "bookings",
+        "booked_hours",
+        "used_hours",
+        "unit_hours",
+        "cancelled",
+        "no_shows",
+        "charge_krw",
+    ]
     parsed = [{c: typed(c, v) for c, v in zip(header, line, strict=True)} for line in lines]
     assert parsed == json_rows
     assert len(parsed) > 4
@@ -99,7 +123,9 @@ def test_it_answers_xlsx_that_parses_back_to_the_json_rows(api, operator, month,
     if how == "query":
         response = usage(client, format="xlsx", group_by="month,center")
     else:
-        response = client.get("/api/v1/usage", {**NOVEMBER, "group_by": "month,center"}, HTTP_ACCEPT=XLSX)
+        response = client.get(
+            "/api/v1/usage", {**NOVEMBER, "group_by": "month,center"}, HTTP_ACCEPT=XLSX
+        )
 
     assert response.status_code == 200, response.content[:300]
     assert response["Content-Type"].startswith(XLSX)
@@ -107,12 +133,23 @@ def test_it_answers_xlsx_that_parses_back_to_the_json_rows(api, operator, month,
     workbook = openpyxl.load_workbook(io.BytesIO(response.content), read_only=True)
     assert len(workbook.sheetnames) == 1
     header, *lines = list(workbook.active.iter_rows(values_only=True))
-    assert list(header) == ["month", "center", "bookings", "booked_hours", "used_hours", "unit_hours",
-                            "cancelled", "no_shows", "charge_krw"]
+    assert list(header) == [
+        "month",
+        "center",
+        "bookings",
+        "booked_hours",
+        "used_hours",
+        "unit_hours",
+        "cancelled",
+        "no_shows",
+        "charge_krw",
+    ]
     parsed = [dict(zip(header, line, strict=True)) for line in lines]
     assert parsed == json_rows
-    assert all(isinstance(row["charge_krw"], int) and isinstance(row["booked_hours"], int | float)
-               for row in parsed)
+    assert all(
+        isinstance(row["charge_krw"], int) and isinstance(row["booked_hours"], int | float)
+        for row in parsed
+    )
 
 
 def test_it_shows_members_only_their_organisation(api, member, outsider, month):
@@ -138,7 +175,9 @@ def test_it_hides_other_organisations_when_asked_by_name(api, member, operator, 
 
 
 def test_it_scopes_an_api_key_to_its_organisation(manager, org, month):
-    _key, raw = api_key_create(actor=manager, organization=org, name="ERP", scopes=["read"], channel="api")
+    _key, raw = api_key_create(
+        actor=manager, organization=org, name="ERP", scopes=["read"], channel="api"
+    )
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
     data = usage(client).json()
@@ -146,15 +185,18 @@ def test_it_scopes_an_api_key_to_its_organisation(manager, org, month):
     assert usage(client, organization="globex").status_code == 404
 
 
-@pytest.mark.parametrize(("params", "field"), [
-    ({"start": None}, "start"),
-    ({"start": "2026-11-01T00:00:00"}, "start"),
-    ({"end": "2026-10-01T00:00:00+09:00"}, "end"),
-    ({"end": "2028-11-01T00:00:00+09:00"}, "end"),
-    ({"group_by": "organization,colour"}, "group_by"),
-    ({"group_by": "day,month"}, "group_by"),
-    ({"format": "pdf"}, "format"),
-])
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"start": None}, "start"),
+        ({"start": "2026-11-01T00:00:00"}, "start"),
+        ({"end": "2026-10-01T00:00:00+09:00"}, "end"),
+        ({"end": "2028-11-01T00:00:00+09:00"}, "end"),
+        ({"group_by": "organization,colour"}, "group_by"),
+        ({"group_by": "day,month"}, "group_by"),
+        ({"format": "pdf"}, "format"),
+    ],
+)
 def test_it_refuses_bad_parameters_naming_the_field(api, member, params, field):
     query = {k: v for k, v in {**NOVEMBER, **params}.items() if v is not None}
     response = api(member).get("/api/v1/usage", query)
@@ -165,8 +207,11 @@ def test_it_refuses_bad_parameters_naming_the_field(api, member, params, field):
 
 
 def test_it_keeps_errors_as_problem_json_when_csv_was_asked(api, member):
-    response = api(member).get("/api/v1/usage", {"start": "2026-11-01T00:00:00", "end": NOVEMBER["end"]},
-                               HTTP_ACCEPT="text/csv")
+    response = api(member).get(
+        "/api/v1/usage",
+        {"start": "2026-11-01T00:00:00", "end": NOVEMBER["end"]},
+        HTTP_ACCEPT="text/csv",
+    )
     assert response.status_code == 400
     assert response["Content-Type"].startswith("application/problem+json")
     assert "start" in response.json()["errors"]
@@ -210,7 +255,10 @@ def test_it_answers_utilisation_as_csv(api, operator, month):
     header, *lines = list(csv.reader(io.StringIO(response.content.decode())))
     assert header[:3] == ["resource", "resource_kind", "center"]
     assert {line[0] for line in lines} == {"HC-EMG", "POOL-H"}
-    assert response["Content-Disposition"] == 'attachment; filename="utilisation-20261102-20261102.csv"'
+    assert (
+        response["Content-Disposition"]
+        == 'attachment; filename="utilisation-20261102-20261102.csv"'
+    )
 
 
 def test_it_keeps_utilisation_for_operators(api, member, manager, month):
@@ -223,5 +271,7 @@ def test_it_documents_the_report_endpoints(client):
     paths = {p.rstrip("/"): v for p, v in schema["paths"].items()}
     usage_get = paths["/api/v1/usage"]["get"]
     assert {"text/csv", XLSX, "application/json"} <= set(usage_get["responses"]["200"]["content"])
-    assert {"start", "end", "group_by", "organization", "format"} <= {p["name"] for p in usage_get["parameters"]}
+    assert {"start", "end", "group_by", "organization", "format"} <= {
+        p["name"] for p in usage_get["parameters"]
+    }
     assert "get" in paths["/api/v1/reports/utilisation"]
