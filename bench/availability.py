@@ -29,13 +29,19 @@ def _prepare() -> None:
     import psycopg
 
     base, name = DB_URL.rsplit("/", 1)
-    with psycopg.connect(base.replace("postgres://", "postgresql://") + "/postgres", autocommit=True) as conn:
+    with psycopg.connect(
+        base.replace("postgres://", "postgresql://") + "/postgres", autocommit=True
+    ) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     env = {**os.environ, "DATABASE_URL": DB_URL, "CELERY_BROKER_URL": "memory://"}
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    os.environ.update(DATABASE_URL=DB_URL, CELERY_BROKER_URL="memory://", DJANGO_SETTINGS_MODULE="testbed.settings",
-                      ALLOWED_HOSTS="testserver,localhost")
+    os.environ.update(
+        DATABASE_URL=DB_URL,
+        CELERY_BROKER_URL="memory://",
+        DJANGO_SETTINGS_MODULE="testbed.settings",
+        ALLOWED_HOSTS="testserver,localhost",
+    )
 
 
 def main() -> None:
@@ -56,9 +62,19 @@ def main() -> None:
     from equipment.models import AcceleratorPool, Center, Device, Node
 
     center = Center.objects.create(code="bench", name="벤치", name_en="Bench", field="compute")
-    pool = AcceleratorPool.objects.create(code="WEEK-128", name="주간", name_en="Week", center=center, vendor="NVIDIA",
-                                          accelerator="H100", kind="gpu", slot_minutes=60, min_minutes=60,
-                                          max_minutes=7 * 1440, max_lead_days=3650)
+    pool = AcceleratorPool.objects.create(
+        code="WEEK-128",
+        name="주간",
+        name_en="Week",
+        center=center,
+        vendor="NVIDIA",
+        accelerator="H100",
+        kind="gpu",
+        slot_minutes=60,
+        min_minutes=60,
+        max_minutes=7 * 1440,
+        max_lead_days=3650,
+    )
     devices = []
     for n in range(16):
         node = Node.objects.create(pool=pool, hostname=f"week-n{n:02d}")
@@ -74,15 +90,28 @@ def main() -> None:
         cursor = week + dt.timedelta(hours=rng.randint(0, 6))
         while cursor < week + dt.timedelta(days=7):
             length = dt.timedelta(hours=rng.randint(2, 12))
-            booking = Booking.objects.create(organization=org, user=user, pool=pool, quantity=1, start=cursor,
-                                             end=cursor + length, status="confirmed")
-            Allocation.objects.create(booking=booking, device=device, node=device.node, start=cursor,
-                                      end=cursor + length)
+            booking = Booking.objects.create(
+                organization=org,
+                user=user,
+                pool=pool,
+                quantity=1,
+                start=cursor,
+                end=cursor + length,
+                status="confirmed",
+            )
+            Allocation.objects.create(
+                booking=booking, device=device, node=device.node, start=cursor, end=cursor + length
+            )
             rows += 1
             cursor += length + dt.timedelta(hours=rng.randint(1, 8))
     client = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
-    params = {"resource": pool.code, "start": week.isoformat(), "end": (week + dt.timedelta(days=7)).isoformat(),
-              "quantity": 4, "duration_minutes": 240}
+    params = {
+        "resource": pool.code,
+        "start": week.isoformat(),
+        "end": (week + dt.timedelta(days=7)).isoformat(),
+        "quantity": 4,
+        "duration_minutes": 240,
+    }
     timings, selector_timings = [], []
     queries: list[str] = []
 
@@ -99,24 +128,31 @@ def main() -> None:
         client.get("/api/v1/availability", params)
         timings.append((time.perf_counter() - t0) * 1000)
         t0 = time.perf_counter()
-        availability(resource=pool, start=week, end=week + dt.timedelta(days=7), quantity=4,
-                     duration=dt.timedelta(hours=4))
+        availability(
+            resource=pool,
+            start=week,
+            end=week + dt.timedelta(days=7),
+            quantity=4,
+            duration=dt.timedelta(hours=4),
+        )
         selector_timings.append((time.perf_counter() - t0) * 1000)
-    md = "\n".join([
-        "## Availability: a week of a 128-device pool",
-        "",
-        f"`python -m bench.availability`: 16 nodes × 8 devices, {rows} allocations in the week (~60% of "
-        "device-hours booked), `GET /api/v1/availability` for 7 days, quantity 4, 4-hour windows.",
-        "",
-        "| measure | value |",
-        "|---|---:|",
-        f"| HTTP (test client) median / max of 10 | {statistics.median(timings):.0f} ms / {max(timings):.0f} ms |",
-        f"| selector alone, median | {statistics.median(selector_timings):.0f} ms |",
-        f"| SQL queries per request | {len(queries)} |",
-        f"| timeline steps / fitting windows returned | {len(body['timeline'])} / {len(body['fits'])} |",
-        "",
-        "For comparison, NEMO's calendar feed runs 1,023 queries and 1.1 s for one tool-week (ARCHITECTURE.md).",
-    ])
+    md = "\n".join(
+        [
+            "## Availability: a week of a 128-device pool",
+            "",
+            f"`python -m bench.availability`: 16 nodes × 8 devices, {rows} allocations in the week (~60% of "
+            "device-hours booked), `GET /api/v1/availability` for 7 days, quantity 4, 4-hour windows.",
+            "",
+            "| measure | value |",
+            "|---|---:|",
+            f"| HTTP (test client) median / max of 10 | {statistics.median(timings):.0f} ms / {max(timings):.0f} ms |",
+            f"| selector alone, median | {statistics.median(selector_timings):.0f} ms |",
+            f"| SQL queries per request | {len(queries)} |",
+            f"| timeline steps / fitting windows returned | {len(body['timeline'])} / {len(body['fits'])} |",
+            "",
+            "For comparison, NEMO's calendar feed runs 1,023 queries and 1.1 s for one tool-week (ARCHITECTURE.md).",
+        ]
+    )
     print(md)
     if not args.no_write:
         from bench.report import write_section

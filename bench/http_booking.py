@@ -36,8 +36,14 @@ UNITS_PER_TYPE = 4
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    env.update(DATABASE_URL=DB_URL, REDIS_URL=REDIS_URL, CELERY_BROKER_URL=REDIS_URL, DEBUG="1",
-               LOG_LEVEL="WARNING", DJANGO_SETTINGS_MODULE="testbed.settings")
+    env.update(
+        DATABASE_URL=DB_URL,
+        REDIS_URL=REDIS_URL,
+        CELERY_BROKER_URL=REDIS_URL,
+        DEBUG="1",
+        LOG_LEVEL="WARNING",
+        DJANGO_SETTINGS_MODULE="testbed.settings",
+    )
     return env
 
 
@@ -45,10 +51,14 @@ def _recreate_database() -> None:
     import psycopg
 
     base, name = DB_URL.rsplit("/", 1)
-    with psycopg.connect(base.replace("postgres://", "postgresql://") + "/postgres", autocommit=True) as conn:
+    with psycopg.connect(
+        base.replace("postgres://", "postgresql://") + "/postgres", autocommit=True
+    ) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=_env(), check=True)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=_env(), check=True
+    )
 
 
 def _setup_catalogue() -> str:
@@ -64,16 +74,32 @@ def _setup_catalogue() -> str:
     from equipment.models import Center, EquipmentType, EquipmentUnit
 
     center = Center.objects.create(code="bench", name="벤치", name_en="Bench", field="healthcare")
-    common = dict(center=center, field="healthcare", slot_minutes=60, min_minutes=60, max_minutes=240,
-                  max_lead_days=3650, hourly_rate=1000)
+    common = dict(
+        center=center,
+        field="healthcare",
+        slot_minutes=60,
+        min_minutes=60,
+        max_minutes=240,
+        max_lead_days=3650,
+        hourly_rate=1000,
+    )
     for i in range(TYPES):
-        t = EquipmentType.objects.create(code=f"BENCH-{i:02d}", name=f"벤치 {i}", name_en=f"Bench {i}", **common)
-        EquipmentUnit.objects.bulk_create(
-            [EquipmentUnit(equipment_type=t, code=f"BENCH-{i:02d}-{u}") for u in range(UNITS_PER_TYPE)]
+        t = EquipmentType.objects.create(
+            code=f"BENCH-{i:02d}", name=f"벤치 {i}", name_en=f"Bench {i}", **common
         )
-    contested = EquipmentType.objects.create(code="RACE", name="경합", name_en="Contested", **common)
+        EquipmentUnit.objects.bulk_create(
+            [
+                EquipmentUnit(equipment_type=t, code=f"BENCH-{i:02d}-{u}")
+                for u in range(UNITS_PER_TYPE)
+            ]
+        )
+    contested = EquipmentType.objects.create(
+        code="RACE", name="경합", name_en="Contested", **common
+    )
     EquipmentUnit.objects.create(equipment_type=contested, code="RACE-01")
-    org = Organization.objects.create(slug="bench", name="벤치 주식회사", category="sme", region="gwangju")
+    org = Organization.objects.create(
+        slug="bench", name="벤치 주식회사", category="sme", region="gwangju"
+    )
     user = get_user_model().objects.create_user("bench", password="bench-pass-2026")  # noqa: S106
     Membership.objects.create(organization=org, user=user, role="member")
     return Token.objects.create(user=user).key
@@ -84,14 +110,45 @@ class Servers:
         env = _env()
         self.procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "testbed.wsgi", "-b", f"127.0.0.1:{PORT}", "-k", "gthread",
-                 "-w", str(web_workers), "--threads", str(web_threads), "--log-level", "warning"],
-                cwd=ROOT, env=env,
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "testbed.wsgi",
+                    "-b",
+                    f"127.0.0.1:{PORT}",
+                    "-k",
+                    "gthread",
+                    "-w",
+                    str(web_workers),
+                    "--threads",
+                    str(web_threads),
+                    "--log-level",
+                    "warning",
+                ],
+                cwd=ROOT,
+                env=env,
             ),
             subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "testbed", "worker", "-l", "warning", "-P", "prefork",
-                 "-c", str(celery_concurrency), "--without-gossip", "--without-mingle", "--without-heartbeat"],
-                cwd=ROOT, env=env,
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "testbed",
+                    "worker",
+                    "-l",
+                    "warning",
+                    "-P",
+                    "prefork",
+                    "-c",
+                    str(celery_concurrency),
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                ],
+                cwd=ROOT,
+                env=env,
             ),
         ]
 
@@ -110,7 +167,9 @@ class Servers:
             raise SystemExit("gunicorn did not become healthy in 60 s")
         # One booking end to end proves the worker is consuming.
         start = dt.datetime(2030, 1, 1, 0, tzinfo=SEOUL)
-        result = book(requests.Session(), token, "BENCH-00", start, start + dt.timedelta(hours=1), wait=30)
+        result = book(
+            requests.Session(), token, "BENCH-00", start, start + dt.timedelta(hours=1), wait=30
+        )
         if result[0] != "confirmed":
             raise SystemExit(f"warm-up booking was not confirmed: {result}")
 
@@ -124,12 +183,19 @@ class Servers:
                 proc.kill()
 
 
-def book(session, token: str, resource: str, start: dt.datetime, end: dt.datetime, *, wait: float = 10):
+def book(
+    session, token: str, resource: str, start: dt.datetime, end: dt.datetime, *, wait: float = 10
+):
     """(status, seconds from send to decision)."""
     t0 = time.perf_counter()
     response = session.post(
         f"http://127.0.0.1:{PORT}/api/v1/bookings",
-        json={"resource": resource, "start": start.isoformat(), "end": end.isoformat(), "purpose": "bench"},
+        json={
+            "resource": resource,
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "purpose": "bench",
+        },
         headers={"Authorization": f"Bearer {token}", "Prefer": f"wait={wait}"},
         timeout=wait + 20,
     )
@@ -174,9 +240,17 @@ def throughput(token: str, clients: int, per_client: int, base_day: int) -> dict
     def pct(p: float) -> float:
         return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
 
-    return {"clients": clients, "requests": len(latencies), "wall_s": wall, "per_s": len(latencies) / wall,
-            "p50": pct(0.50), "p95": pct(0.95), "p99": pct(0.99), "mean": statistics.mean(latencies) * 1000,
-            "statuses": statuses}
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "wall_s": wall,
+        "per_s": len(latencies) / wall,
+        "p50": pct(0.50),
+        "p95": pct(0.95),
+        "p99": pct(0.99),
+        "mean": statistics.mean(latencies) * 1000,
+        "statuses": statuses,
+    }
 
 
 def contested(token: str, slots: int, contenders: int) -> dict:
@@ -189,31 +263,33 @@ def contested(token: str, slots: int, contenders: int) -> dict:
     for slot in range(slots):
         start = origin + dt.timedelta(hours=2 * slot)
         barrier = threading.Barrier(contenders)
-        results: list[str] = []
+        bodies: list[dict] = []
         lock = threading.Lock()
 
-        def contender(i: int, start=start, barrier=barrier, results=results, lock=lock) -> None:
+        def contender(i: int, start=start, barrier=barrier, bodies=bodies, lock=lock) -> None:
             barrier.wait()
             response = sessions[i].post(
                 f"http://127.0.0.1:{PORT}/api/v1/bookings",
-                json={"resource": "RACE", "start": start.isoformat(),
-                      "end": (start + dt.timedelta(hours=1)).isoformat()},
-                headers={"Authorization": f"Bearer {token}", "Prefer": "wait=20"}, timeout=60,
+                json={
+                    "resource": "RACE",
+                    "start": start.isoformat(),
+                    "end": (start + dt.timedelta(hours=1)).isoformat(),
+                },
+                headers={"Authorization": f"Bearer {token}", "Prefer": "wait=20"},
+                timeout=60,
             )
-            body = response.json()
             with lock:
-                results.append(body["status"])
-                if body["status"] == "rejected" and body["rejection"]["alternatives"]:
-                    nonlocal_counter.append(1)
+                bodies.append(response.json())
 
-        nonlocal_counter: list[int] = []
         threads = [threading.Thread(target=contender, args=(i,)) for i in range(contenders)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        confirmed_per_slot.append(results.count("confirmed"))
-        rejected_with_alternatives += len(nonlocal_counter)
+        confirmed_per_slot.append(sum(1 for b in bodies if b["status"] == "confirmed"))
+        rejected_with_alternatives += sum(
+            1 for b in bodies if b["status"] == "rejected" and b["rejection"]["alternatives"]
+        )
 
     from django.db import connection
 
@@ -225,7 +301,8 @@ def contested(token: str, slots: int, contenders: int) -> dict:
         )
         overlapping_pairs = cursor.fetchone()[0]
     return {
-        "slots": slots, "contenders": contenders,
+        "slots": slots,
+        "contenders": contenders,
         "slots_with_one_confirmed": sum(1 for c in confirmed_per_slot if c == 1),
         "extra_bookings": sum(max(0, c - 1) for c in confirmed_per_slot),
         "overlapping_allocation_pairs": overlapping_pairs,
@@ -236,14 +313,18 @@ def contested(token: str, slots: int, contenders: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
-    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    parser.add_argument(
+        "--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone"
+    )
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--celery-concurrency", type=int, default=2)
     args = parser.parse_args()
     random.seed(7)
     _recreate_database()
     token = _setup_catalogue()
-    servers = Servers(web_workers=args.web_workers, web_threads=40, celery_concurrency=args.celery_concurrency)
+    servers = Servers(
+        web_workers=args.web_workers, web_threads=40, celery_concurrency=args.celery_concurrency
+    )
     try:
         servers.wait_ready(token)
         per = {1: 100, 8: 50, 32: 20} if not args.quick else {1: 20, 8: 10, 32: 4}
@@ -264,8 +345,10 @@ def main() -> None:
     ]
     for r in runs:
         outcomes = ", ".join(f"{k} {v}" for k, v in sorted(r["statuses"].items()))
-        lines.append(f"| {r['clients']} | {r['requests']} | {r['per_s']:.1f} | {r['p50']:.0f} | {r['p95']:.0f} | "
-                     f"{r['p99']:.0f} | {outcomes} |")
+        lines.append(
+            f"| {r['clients']} | {r['requests']} | {r['per_s']:.1f} | {r['p50']:.0f} | {r['p95']:.0f} | "
+            f"{r['p99']:.0f} | {outcomes} |"
+        )
     lines += [
         "",
         f"**Race drill**: {race['slots']} slots × {race['contenders']} contenders on one unit: "

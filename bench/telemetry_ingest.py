@@ -40,17 +40,26 @@ WEB_WORKERS, WEB_THREADS = 2, 4
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "DATABASE_URL": DB_URL, "CELERY_BROKER_URL": "memory://", "REDIS_URL": "",
-            "DJANGO_SETTINGS_MODULE": "testbed.settings", "DEBUG": "0", "LOG_LEVEL": "WARNING",
-            "SECRET_KEY": os.environ.get("BENCH_SECRET_KEY", secrets.token_urlsafe(50)),
-            "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver"}
+    return {
+        **os.environ,
+        "DATABASE_URL": DB_URL,
+        "CELERY_BROKER_URL": "memory://",
+        "REDIS_URL": "",
+        "DJANGO_SETTINGS_MODULE": "testbed.settings",
+        "DEBUG": "0",
+        "LOG_LEVEL": "WARNING",
+        "SECRET_KEY": os.environ.get("BENCH_SECRET_KEY", secrets.token_urlsafe(50)),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
+    }
 
 
 def _prepare() -> dict[str, str]:
     import psycopg
 
     base, name = DB_URL.rsplit("/", 1)
-    with psycopg.connect(base.replace("postgres://", "postgresql://") + "/postgres", autocommit=True) as conn:
+    with psycopg.connect(
+        base.replace("postgres://", "postgresql://") + "/postgres", autocommit=True
+    ) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     env = _env()
@@ -68,10 +77,22 @@ def _inventory(origin: dt.datetime, days: int):
     from equipment.models import AcceleratorPool, Center, Device, Node
 
     center = Center.objects.create(code="bench", name="벤치", name_en="Bench", field="compute")
-    pool = AcceleratorPool.objects.create(code="BENCH-H100", name="벤치 GPU", name_en="Bench GPU", center=center,
-                                          vendor="NVIDIA", accelerator="H100", kind="gpu", slot_minutes=60,
-                                          min_minutes=60, max_minutes=24 * 60, max_lead_days=3650)
-    org = Organization.objects.create(slug="bench", name="벤치 주식회사", category="sme", region="gwangju")
+    pool = AcceleratorPool.objects.create(
+        code="BENCH-H100",
+        name="벤치 GPU",
+        name_en="Bench GPU",
+        center=center,
+        vendor="NVIDIA",
+        accelerator="H100",
+        kind="gpu",
+        slot_minutes=60,
+        min_minutes=60,
+        max_minutes=24 * 60,
+        max_lead_days=3650,
+    )
+    org = Organization.objects.create(
+        slug="bench", name="벤치 주식회사", category="sme", region="gwangju"
+    )
     user = get_user_model().objects.create_user("bench")
     Membership.objects.create(organization=org, user=user, role="member")
     nodes, keys = [], {}
@@ -86,10 +107,21 @@ def _inventory(origin: dt.datetime, days: int):
         for block in range(days * 8):
             start = origin + dt.timedelta(hours=3 * block)
             end = start + dt.timedelta(hours=2)
-            booking = Booking.objects.create(organization=org, user=user, pool=pool, quantity=PER_NODE,
-                                             start=start, end=end, status="completed", actual_start=start,
-                                             actual_end=end)
-            allocations += [Allocation(booking=booking, device=d, node=node, start=start, end=end) for d in devices]
+            booking = Booking.objects.create(
+                organization=org,
+                user=user,
+                pool=pool,
+                quantity=PER_NODE,
+                start=start,
+                end=end,
+                status="completed",
+                actual_start=start,
+                actual_end=end,
+            )
+            allocations += [
+                Allocation(booking=booking, device=d, node=node, start=start, end=end)
+                for d in devices
+            ]
     Allocation.objects.bulk_create(allocations)
     return nodes, keys
 
@@ -101,9 +133,16 @@ def _batch(origin: dt.datetime, run: int, index: int) -> list[dict]:
         at = (origin + (first + k) * STEP).isoformat()
         for device in range(PER_NODE):
             utilization = float((first + k + device * 7) % 101)
-            samples.append({"device": str(device), "at": at, "utilization_pct": utilization,
-                            "memory_used_mb": 40_000.0 + device, "power_w": 100.0 + 6 * utilization,
-                            "energy_j": 1_000_000.0 + (first + k) * 4000.0})
+            samples.append(
+                {
+                    "device": str(device),
+                    "at": at,
+                    "utilization_pct": utilization,
+                    "memory_used_mb": 40_000.0 + device,
+                    "power_w": 100.0 + 6 * utilization,
+                    "energy_j": 1_000_000.0 + (first + k) * 4000.0,
+                }
+            )
     return samples
 
 
@@ -122,9 +161,24 @@ def _expected_attributed(origin: dt.datetime, run: int, batches: int) -> int:
 class Web:
     def __init__(self, env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "testbed.wsgi", "-b", f"127.0.0.1:{PORT}", "-k", "gthread",
-             "-w", str(WEB_WORKERS), "--threads", str(WEB_THREADS), "--log-level", "warning"],
-            cwd=ROOT, env=env,
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "testbed.wsgi",
+                "-b",
+                f"127.0.0.1:{PORT}",
+                "-k",
+                "gthread",
+                "-w",
+                str(WEB_WORKERS),
+                "--threads",
+                str(WEB_THREADS),
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -147,8 +201,12 @@ class Web:
 
 
 def _post(conn: http.client.HTTPConnection, key: str, body: bytes) -> dict:
-    conn.request("POST", "/api/v1/telemetry", body=body,
-                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+    conn.request(
+        "POST",
+        "/api/v1/telemetry",
+        body=body,
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
+    )
     response = conn.getresponse()
     payload = response.read()
     if response.status != 202:
@@ -158,8 +216,10 @@ def _post(conn: http.client.HTTPConnection, key: str, body: bytes) -> dict:
 
 def http_run(origin, nodes, keys, *, run: int, clients: int, batches: int) -> dict:
     """`clients` threads, one per node, each POSTing `batches` pre-encoded batches over keep-alive."""
-    bodies = {node.pk: [json.dumps({"samples": _batch(origin, run, i)}).encode() for i in range(batches)]
-              for node in nodes[:clients]}
+    bodies = {
+        node.pk: [json.dumps({"samples": _batch(origin, run, i)}).encode() for i in range(batches)]
+        for node in nodes[:clients]
+    }
     latencies: list[float] = []
     replies: list[dict] = []
     lock = threading.Lock()
@@ -193,9 +253,17 @@ def http_run(origin, nodes, keys, *, run: int, clients: int, batches: int) -> di
     if errors:
         raise errors[0]
     samples = sum(r["accepted"] + r["duplicates"] for r in replies)
-    return {"clients": clients, "batches": len(latencies), "samples": samples, "wall_s": wall,
-            "per_s": samples / wall, "p50": _pct(latencies, 0.50), "p95": _pct(latencies, 0.95),
-            "accepted": sum(r["accepted"] for r in replies), "attributed": sum(r["attributed"] for r in replies)}
+    return {
+        "clients": clients,
+        "batches": len(latencies),
+        "samples": samples,
+        "wall_s": wall,
+        "per_s": samples / wall,
+        "p50": _pct(latencies, 0.50),
+        "p95": _pct(latencies, 0.95),
+        "accepted": sum(r["accepted"] for r in replies),
+        "attributed": sum(r["attributed"] for r in replies),
+    }
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -217,15 +285,29 @@ def service_run(origin, nodes, *, run: int, batches: int) -> dict:
         accepted += result["accepted"]
         attributed += result["attributed"]
     wall = time.perf_counter() - t0
-    return {"batches": len(prepared), "samples": len(prepared) * BATCH, "wall_s": wall,
-            "per_s": len(prepared) * BATCH / wall, "p50": _pct(latencies, 0.5), "p95": _pct(latencies, 0.95),
-            "mean": statistics.mean(latencies) * 1000, "accepted": accepted, "attributed": attributed}
+    return {
+        "batches": len(prepared),
+        "samples": len(prepared) * BATCH,
+        "wall_s": wall,
+        "per_s": len(prepared) * BATCH / wall,
+        "p50": _pct(latencies, 0.5),
+        "p95": _pct(latencies, 0.95),
+        "mean": statistics.mean(latencies) * 1000,
+        "accepted": accepted,
+        "attributed": attributed,
+    }
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--no-write", action="store_true", help="Print only; leave docs/benchmarks.md alone.")
-    parser.add_argument("--batches", type=int, default=25, help="Batches per client thread (default 25).")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--no-write", action="store_true", help="Print only; leave docs/benchmarks.md alone."
+    )
+    parser.add_argument(
+        "--batches", type=int, default=25, help="Batches per client thread (default 25)."
+    )
     args = parser.parse_args()
     env = _prepare()
     import django
@@ -242,7 +324,9 @@ def main() -> int:
 
     web = Web(env)
     try:
-        http_run(origin, nodes, keys, run=0, clients=NODES, batches=2)  # warm-up: imports, connections
+        http_run(
+            origin, nodes, keys, run=0, clients=NODES, batches=2
+        )  # warm-up: imports, connections
         two = http_run(origin, nodes, keys, run=1, clients=2, batches=args.batches)
         four = http_run(origin, nodes, keys, run=2, clients=4, batches=args.batches)
         resend = http_run(origin, nodes, keys, run=2, clients=4, batches=min(5, args.batches))
@@ -254,37 +338,45 @@ def main() -> int:
     expected = BATCH * (NODES * 2 + 2 * args.batches + 4 * args.batches) + service["samples"]
     attributed_db = TelemetrySample.objects.filter(booking__isnull=False).count()
     expected_attributed = (
-        NODES * _expected_attributed(origin, 0, 2) + 2 * _expected_attributed(origin, 1, args.batches)
+        NODES * _expected_attributed(origin, 0, 2)
+        + 2 * _expected_attributed(origin, 1, args.batches)
         + 4 * _expected_attributed(origin, 2, args.batches)
         + NODES * _expected_attributed(origin, 3, max(5, args.batches // 2))
     )
-    checks_ok = stored == expected and attributed_db == expected_attributed and resend["accepted"] == 0
+    checks_ok = (
+        stored == expected and attributed_db == expected_attributed and resend["accepted"] == 0
+    )
     cpus = os.cpu_count()
 
-    md = "\n".join([
-        "## Telemetry ingest",
-        "",
-        f"`python -m bench.telemetry_ingest`: node agents' batches of {BATCH:,} samples ({PER_NODE} GPUs × "
-        f"{READINGS_PER_BATCH} readings) into `POST /api/v1/telemetry`, on a scratch PostgreSQL database with "
-        f"{NODES} nodes and bookings holding the devices 2 h in every 3 h (so about two thirds are attributed). "
-        f"Web: gunicorn gthread, {WEB_WORKERS} workers × {WEB_THREADS} threads, loopback; the clients share "
-        f"the machine ({cpus} cores). Target: at least 5,000 samples/s.",
-        "",
-        "| path | clients | batches | samples | samples/s | batch p50 (ms) | batch p95 (ms) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-        *(f"| HTTP | {r['clients']} | {r['batches']} | {r['samples']:,} | **{r['per_s']:,.0f}** | "
-          f"{r['p50']:.0f} | {r['p95']:.0f} |" for r in (two, four)),
-        f"| HTTP, re-sent (all duplicates) | {resend['clients']} | {resend['batches']} | {resend['samples']:,} | "
-        f"{resend['per_s']:,.0f} | {resend['p50']:.0f} | {resend['p95']:.0f} |",
-        f"| service only (`telemetry_ingest`) | 1 | {service['batches']} | {service['samples']:,} | "
-        f"{service['per_s']:,.0f} | {service['p50']:.0f} | {service['p95']:.0f} |",
-        "",
-        f"Stored afterwards: {stored:,} samples (expected {expected:,}: each exactly once), {attributed_db:,} "
-        f"attributed (expected {expected_attributed:,}). "
-        f"{'All checks passed.' if checks_ok else '**CHECKS FAILED.**'} "
-        "Per batch the server makes 5 queries: the node by key, its devices, samples already stored in the "
-        "batch's span, the active allocations of its devices over the span, and one multi-row insert.",
-    ])
+    md = "\n".join(
+        [
+            "## Telemetry ingest",
+            "",
+            f"`python -m bench.telemetry_ingest`: node agents' batches of {BATCH:,} samples ({PER_NODE} GPUs × "
+            f"{READINGS_PER_BATCH} readings) into `POST /api/v1/telemetry`, on a scratch PostgreSQL database with "
+            f"{NODES} nodes and bookings holding the devices 2 h in every 3 h (so about two thirds are attributed). "
+            f"Web: gunicorn gthread, {WEB_WORKERS} workers × {WEB_THREADS} threads, loopback; the clients share "
+            f"the machine ({cpus} cores). Target: at least 5,000 samples/s.",
+            "",
+            "| path | clients | batches | samples | samples/s | batch p50 (ms) | batch p95 (ms) |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+            *(
+                f"| HTTP | {r['clients']} | {r['batches']} | {r['samples']:,} | **{r['per_s']:,.0f}** | "
+                f"{r['p50']:.0f} | {r['p95']:.0f} |"
+                for r in (two, four)
+            ),
+            f"| HTTP, re-sent (all duplicates) | {resend['clients']} | {resend['batches']} | {resend['samples']:,} | "
+            f"{resend['per_s']:,.0f} | {resend['p50']:.0f} | {resend['p95']:.0f} |",
+            f"| service only (`telemetry_ingest`) | 1 | {service['batches']} | {service['samples']:,} | "
+            f"{service['per_s']:,.0f} | {service['p50']:.0f} | {service['p95']:.0f} |",
+            "",
+            f"Stored afterwards: {stored:,} samples (expected {expected:,}: each exactly once), {attributed_db:,} "
+            f"attributed (expected {expected_attributed:,}). "
+            f"{'All checks passed.' if checks_ok else '**CHECKS FAILED.**'} "
+            "Per batch the server makes 5 queries: the node by key, its devices, samples already stored in the "
+            "batch's span, the active allocations of its devices over the span, and one multi-row insert.",
+        ]
+    )
     print(md)
     if not args.no_write:
         from bench.report import write_section

@@ -110,7 +110,9 @@ def load_trace(
             nodes.append(NodeRow(row["sn"], row["model"].strip(), gpus))
     with (trace_dir / POD_FILE).open(newline="") as fh:
         rows = list(csv.DictReader(fh))
-    keyed = [(int(r["creation_time"]) if r["creation_time"] else -1, i, r) for i, r in enumerate(rows)]
+    keyed = [
+        (int(r["creation_time"]) if r["creation_time"] else -1, i, r) for i, r in enumerate(rows)
+    ]
     keyed.sort(key=lambda k: (k[0], k[1]))
     if limit is not None:
         keyed = keyed[:limit]
@@ -191,7 +193,9 @@ def _one_node_can(nodes: Sequence[NodeState], quantity: int) -> bool:
     return any(len(n.devices) >= quantity for n in nodes)
 
 
-def first_fit(nodes: Sequence[NodeState], start: datetime, end: datetime, quantity: int) -> Placement | None:
+def first_fit(
+    nodes: Sequence[NodeState], start: datetime, end: datetime, quantity: int
+) -> Placement | None:
     """The lowest node id with enough free devices; beyond a node, the allocator's whole-node rule."""
     if not _one_node_can(nodes, quantity):
         return choose_devices(nodes, start, end, quantity) if nodes else None
@@ -202,7 +206,9 @@ def first_fit(nodes: Sequence[NodeState], start: datetime, end: datetime, quanti
     return None
 
 
-def worst_fit(nodes: Sequence[NodeState], start: datetime, end: datetime, quantity: int) -> Placement | None:
+def worst_fit(
+    nodes: Sequence[NodeState], start: datetime, end: datetime, quantity: int
+) -> Placement | None:
     """The feasible node with the most free devices (ties to the lower id)."""
     if not _one_node_can(nodes, quantity):
         return choose_devices(nodes, start, end, quantity) if nodes else None
@@ -231,7 +237,9 @@ class RandomFit:
         twin.rng.setstate(self.rng.getstate())
         return twin
 
-    def __call__(self, nodes: Sequence[NodeState], start: datetime, end: datetime, quantity: int) -> Placement | None:
+    def __call__(
+        self, nodes: Sequence[NodeState], start: datetime, end: datetime, quantity: int
+    ) -> Placement | None:
         if not _one_node_can(nodes, quantity):
             return choose_devices(nodes, start, end, quantity) if nodes else None
         left = list(nodes)
@@ -420,7 +428,9 @@ class _State:
         found.sort()
         return found
 
-    def earliest_fit(self, pools: frozenset[int], quantity: int, now: int) -> tuple[int, int | None]:
+    def earliest_fit(
+        self, pools: frozenset[int], quantity: int, now: int
+    ) -> tuple[int, int | None]:
         """(earliest start ≥ now with a node of `quantity` free, latest device release before it)."""
         pool_of, devs_of, dev_end = self.cluster.node_pool, self.cluster.node_devices, self.dev_end
         best = None
@@ -487,7 +497,9 @@ def replay(
             result.frag_sum += frag
             result.frag_n += 1
 
-        nodes = [state.node_state[n] for n in state.candidates(pools, req.gpus, collapse=spec.ranked)]
+        nodes = [
+            state.node_state[n] for n in state.candidates(pools, req.gpus, collapse=spec.ranked)
+        ]
         start_at, end_at = at(now), at(req.end)
         t0 = time.perf_counter()
         placement = policy(nodes, start_at, end_at, req.gpus)
@@ -525,7 +537,9 @@ def replay(
         every = [state.node_state[n] for n, p in enumerate(cluster.node_pool) if p in pools]
         if choose_devices(every, at(start), at(start + duration), req.gpus) is None:
             raise AssertionError(f"{req.name}: the allocator does not fit it at {start}")
-        if before is not None and choose_devices(every, at(before), at(before + duration), req.gpus):
+        if before is not None and choose_devices(
+            every, at(before), at(before + duration), req.gpus
+        ):
             raise AssertionError(f"{req.name}: the allocator fits it earlier, at {before}")
         result.waits_s.append(start - now)
     result.horizon_s = (last - first) if first is not None and last is not None else 0
@@ -541,8 +555,10 @@ def tail_counts(requests: Sequence[Request]) -> tuple[list[int], int]:
 
 def peak_demand(requests: Sequence[Request]) -> tuple[int, int]:
     """(most GPUs requested at once, when)."""
-    events = sorted([(r.start, r.gpus) for r in requests] + [(r.end, -r.gpus) for r in requests],
-                    key=lambda e: (e[0], e[1]))
+    events = sorted(
+        [(r.start, r.gpus) for r in requests] + [(r.end, -r.gpus) for r in requests],
+        key=lambda e: (e[0], e[1]),
+    )
     current = peak = when = 0
     for moment, delta in events:
         current += delta
@@ -576,8 +592,16 @@ def _short(policy: str) -> str:
     return policy.split(" (")[0]
 
 
-def render(trace: Trace, results: Sequence[Result], *, seed: int, limit: int | None,
-           elapsed_s: float, verify_every: int, shrinks: Sequence[int]) -> str:
+def render(
+    trace: Trace,
+    results: Sequence[Result],
+    *,
+    seed: int,
+    limit: int | None,
+    elapsed_s: float,
+    verify_every: int,
+    shrinks: Sequence[int],
+) -> str:
     requests = trace.requests
     peak, peak_at = peak_demand(requests)
     sizes = Counter(r.gpus for r in requests)
@@ -693,10 +717,13 @@ def interpret(results: Sequence[Result], peak: int) -> str:
         best = POLICIES[0].name
         top = {label: max(r.gpu_hours_rate for r in rows) for label, rows in busy.items()}
         leaders = {
-            label: [r for r in rows if r.gpu_hours_rate == top[label]] for label, rows in busy.items()
+            label: [r for r in rows if r.gpu_hours_rate == top[label]]
+            for label, rows in busy.items()
         }
         if all(any(r.policy == best for r in leaders[label]) for label in busy):
-            gaps = [top[label] - min(r.gpu_hours_rate for r in rows) for label, rows in busy.items()]
+            gaps = [
+                top[label] - min(r.gpu_hours_rate for r in rows) for label, rows in busy.items()
+            ]
             low, high = 100 * min(gaps), 100 * max(gaps)
             spread = f"{low:.1f}" if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f}–{high:.1f}"
             text = (
@@ -709,7 +736,8 @@ def interpret(results: Sequence[Result], peak: int) -> str:
                 for label in busy
             )
         fewest = [
-            label for label, rows in busy.items()
+            label
+            for label, rows in busy.items()
             if any(r.policy == POLICIES[0].name for r in rows)
             and min(r.rejected_fragmentation for r in rows)
             == next(r.rejected_fragmentation for r in rows if r.policy == POLICIES[0].name)
@@ -729,7 +757,8 @@ def interpret(results: Sequence[Result], peak: int) -> str:
         parts.append(text)
     sentence = "; ".join(parts)
     return (
-        sentence[0].upper() + sentence[1:]
+        sentence[0].upper()
+        + sentence[1:]
         + " (GPU shares are booked as whole GPUs and nothing queues, so this is a packing "
         "comparison, not a reproduction of the cluster)."
     )
@@ -744,8 +773,9 @@ def run(trace: Trace, shrinks: Sequence[int], *, seed: int, verify_every: int) -
     for shrink in shrinks:
         cluster = build_cluster(trace.nodes, shrink)
         for spec in POLICIES:
-            result = replay(cluster, trace.requests, spec, seed=seed, verify_every=verify_every,
-                            size_tail=tail)
+            result = replay(
+                cluster, trace.requests, spec, seed=seed, verify_every=verify_every, size_tail=tail
+            )
             if overlapping_devices(result):
                 raise AssertionError(f"{spec.name} on {cluster.label}: overlapping placements")
             results.append(result)
@@ -757,11 +787,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="replay the first N pods only")
     parser.add_argument("--seed", type=int, default=0, help="seed of random fit")
     parser.add_argument("--no-write", action="store_true", help="print only, leave docs alone")
-    parser.add_argument("--shrink", default=",".join(map(str, DEFAULT_SHRINK)),
-                        help="clusters to replay against: 1 = all nodes, K = every K-th node")
+    parser.add_argument(
+        "--shrink",
+        default=",".join(map(str, DEFAULT_SHRINK)),
+        help="clusters to replay against: 1 = all nodes, K = every K-th node",
+    )
     parser.add_argument("--max-days", type=float, default=None, help="cap each lifetime")
-    parser.add_argument("--verify-every", type=int, default=50,
-                        help="every N-th call again with the whole pool (0: never)")
+    parser.add_argument(
+        "--verify-every",
+        type=int,
+        default=50,
+        help="every N-th call again with the whole pool (0: never)",
+    )
     parser.add_argument("--trace-dir", type=Path, default=TRACE_DIR)
     args = parser.parse_args(argv)
     shrinks = [int(k) for k in args.shrink.split(",") if k.strip()]
@@ -770,8 +807,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     trace = load_trace(args.trace_dir, limit=args.limit, max_days=args.max_days)
     results = run(trace, shrinks, seed=args.seed, verify_every=args.verify_every)
     elapsed = time.perf_counter() - began
-    markdown = render(trace, results, seed=args.seed, limit=args.limit, elapsed_s=elapsed,
-                      verify_every=args.verify_every, shrinks=shrinks)
+    markdown = render(
+        trace,
+        results,
+        seed=args.seed,
+        limit=args.limit,
+        elapsed_s=elapsed,
+        verify_every=args.verify_every,
+        shrinks=shrinks,
+    )
     print(markdown)
     if not args.no_write:
         from bench.report import write_section

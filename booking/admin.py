@@ -229,24 +229,44 @@ class BookingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def approve_selected(self, request, queryset):
         from booking.services.bookings import booking_approve
 
-        self._apply(request, queryset, _("Approved %(n)d booking(s)."),
-                    lambda b: booking_approve(actor=request.user, booking=b, channel=Channel.ADMIN))
+        self._apply(
+            request,
+            queryset,
+            _("Approved %(n)d booking(s)."),
+            lambda b: booking_approve(actor=request.user, booking=b, channel=Channel.ADMIN),
+        )
 
     @admin.action(description=_("Reject selected bookings (거절)"))
     def reject_selected(self, request, queryset):
         from booking.services.bookings import booking_reject
 
-        self._apply(request, queryset, _("Rejected %(n)d booking(s)."), lambda b: booking_reject(
-            actor=request.user, booking=b, reason="Rejected by a facility operator in the admin.",
-            channel=Channel.ADMIN))
+        self._apply(
+            request,
+            queryset,
+            _("Rejected %(n)d booking(s)."),
+            lambda b: booking_reject(
+                actor=request.user,
+                booking=b,
+                reason="Rejected by a facility operator in the admin.",
+                channel=Channel.ADMIN,
+            ),
+        )
 
     @admin.action(description=_("Cancel selected bookings (취소)"))
     def cancel_selected(self, request, queryset):
         from booking.services.bookings import booking_cancel
 
-        self._apply(request, queryset, _("Cancelled %(n)d booking(s)."), lambda b: booking_cancel(
-            actor=request.user, booking=b, reason="Cancelled by a facility operator in the admin.",
-            channel=Channel.ADMIN))
+        self._apply(
+            request,
+            queryset,
+            _("Cancelled %(n)d booking(s)."),
+            lambda b: booking_cancel(
+                actor=request.user,
+                booking=b,
+                reason="Cancelled by a facility operator in the admin.",
+                channel=Channel.ADMIN,
+            ),
+        )
 
 
 @admin.register(Allocation)

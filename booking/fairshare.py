@@ -53,7 +53,11 @@ def fair_share_order(claims: Sequence[Claim], standings: dict[int, Standing]) ->
     ranked = [c for c, ok in within if ok] + [c for c, ok in within if not ok]
     flags = {c.booking_id: ok for c, ok in within}
     return [
-        Ranked(claim=c, position=i + 1, within_quota=flags[c.booking_id],
-               recent_use_ratio=standings[c.organization_id].recent_use_ratio)
+        Ranked(
+            claim=c,
+            position=i + 1,
+            within_quota=flags[c.booking_id],
+            recent_use_ratio=standings[c.organization_id].recent_use_ratio,
+        )
         for i, c in enumerate(ranked)
     ]

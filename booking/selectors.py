@@ -21,7 +21,10 @@ def booking_list(*, user, auth=None) -> QuerySet[Booking]:
     qs = Booking.objects.select_related(
         "organization", "user", "equipment_type", "pool", "affected_by_maintenance"
     ).prefetch_related(
-        Prefetch("allocations", queryset=Allocation.objects.select_related("unit", "node", "device").order_by("pk"))
+        Prefetch(
+            "allocations",
+            queryset=Allocation.objects.select_related("unit", "node", "device").order_by("pk"),
+        )
     )
     scope = _org_scope(user, auth)
     return qs if scope is None else qs.filter(scope).distinct()

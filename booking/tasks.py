@@ -35,7 +35,11 @@ def send_booking_email(booking_id: int, event: str) -> int:
 
 @shared_task(name="booking.sweep_pending")
 def sweep_pending() -> int:
-    return len(bookings_requeue_lost(older_than=dt.timedelta(seconds=settings.TESTBED_PENDING_SWEEP_SECONDS)))
+    return len(
+        bookings_requeue_lost(
+            older_than=dt.timedelta(seconds=settings.TESTBED_PENDING_SWEEP_SECONDS)
+        )
+    )
 
 
 @shared_task(name="booking.mark_no_shows")

@@ -33,7 +33,9 @@ def validate_business_number(value: str) -> None:
         )
     if not business_number_is_valid(digits):
         raise ValidationError(
-            _("The check digit of this business registration number is wrong: copy it again from the certificate."),
+            _(
+                "The check digit of this business registration number is wrong: copy it again from the certificate."
+            ),
             code="invalid",
         )
 

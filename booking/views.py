@@ -8,5 +8,8 @@ def home(request):
     return render(
         request,
         "booking/home.html",
-        {"types": equipment_type_list().order_by("center__code", "code"), "pools": pool_list().order_by("code")},
+        {
+            "types": equipment_type_list().order_by("center__code", "code"),
+            "pools": pool_list().order_by("code"),
+        },
     )

@@ -157,7 +157,7 @@ class EquipmentTypeAdmin(ImportExportModelAdmin):
                 ]
             },
         ),
-        *POLICY_FIELDSETS,
+        *POLICY_FIELDSETS,  # type: ignore[list-item]
     ]
 
     def get_queryset(self, request):
@@ -241,7 +241,7 @@ class AcceleratorPoolAdmin(admin.ModelAdmin):
             {"fields": [("idle_threshold_pct", "idle_minutes", "idle_grace_minutes")]},
         ),
         (_("Contested windows"), {"fields": ["contested_lead_days"]}),
-        *POLICY_FIELDSETS,
+        *POLICY_FIELDSETS,  # type: ignore[list-item]
     ]
 
     def get_queryset(self, request):

@@ -65,36 +65,47 @@ class BookingPolicy(models.Model):
     """
 
     slot_minutes = models.PositiveIntegerField(
-        _("slot (minutes)"), default=30, validators=[MinValueValidator(1)],
+        _("slot (minutes)"),
+        default=30,
+        validators=[MinValueValidator(1)],
         help_text=_("Bookings start and end on multiples of this (60 = hourly, 1440 = daily)."),
     )
     min_minutes = models.PositiveIntegerField(_("minimum duration (minutes)"), default=30)
     max_minutes = models.PositiveIntegerField(_("maximum duration (minutes)"), default=120)
     min_lead_minutes = models.PositiveIntegerField(
-        _("minimum lead time (minutes)"), default=0,
+        _("minimum lead time (minutes)"),
+        default=0,
         help_text=_("How long before its start a booking must be made."),
     )
     max_lead_days = models.PositiveIntegerField(
         _("maximum lead time (days)"), default=30, help_text=_("How far ahead a booking may start.")
     )
     buffer_minutes = models.PositiveIntegerField(
-        _("buffer (minutes)"), default=0,
+        _("buffer (minutes)"),
+        default=0,
         help_text=_("Kept free before and after each booking of one unit (set-up, cleaning)."),
     )
     opens_at = models.TimeField(_("opens at"), null=True, blank=True)
     closes_at = models.TimeField(_("closes at"), null=True, blank=True)
     open_weekdays = models.CharField(
-        _("open weekdays"), max_length=7, default="0123456", blank=True, validators=[weekdays_validator],
+        _("open weekdays"),
+        max_length=7,
+        default="0123456",
+        blank=True,
+        validators=[weekdays_validator],
         help_text=_("Digits Monday=0 … Sunday=6."),
     )
     requires_approval = models.BooleanField(_("requires approval"), default=False)
     requires_qualification = models.BooleanField(_("requires qualification"), default=False)
     hourly_rate = models.PositiveBigIntegerField(
-        _("hourly rate (KRW)"), default=0, help_text=_("Won per unit-hour (per device-hour for pools).")
+        _("hourly rate (KRW)"),
+        default=0,
+        help_text=_("Won per unit-hour (per device-hour for pools)."),
     )
     no_show_grace_minutes = models.PositiveIntegerField(_("no-show grace (minutes)"), default=15)
     cancel_free_minutes = models.PositiveIntegerField(
-        _("free cancellation until (minutes before start)"), default=60,
+        _("free cancellation until (minutes before start)"),
+        default=60,
         help_text=_("A cancellation later than this is billed as booked."),
     )
 
@@ -105,14 +116,22 @@ class BookingPolicy(models.Model):
         return frozenset(int(c) for c in self.open_weekdays)
 
     def clean(self) -> None:
-        errors: dict[str, str] = {}
+        errors: dict[str, object] = {}
         if self.min_minutes < self.slot_minutes or self.min_minutes % self.slot_minutes:
             errors["min_minutes"] = _("Make the minimum a multiple of the slot, at least one slot.")
         if self.max_minutes < self.min_minutes or self.max_minutes % self.slot_minutes:
-            errors["max_minutes"] = _("Make the maximum a multiple of the slot, at least the minimum.")
+            errors["max_minutes"] = _(
+                "Make the maximum a multiple of the slot, at least the minimum."
+            )
         if (self.opens_at is None) != (self.closes_at is None):
-            errors["closes_at"] = _("Give both opening and closing times, or neither for around the clock.")
-        elif self.opens_at is not None and self.closes_at is not None and self.opens_at >= self.closes_at:
+            errors["closes_at"] = _(
+                "Give both opening and closing times, or neither for around the clock."
+            )
+        elif (
+            self.opens_at is not None
+            and self.closes_at is not None
+            and self.opens_at >= self.closes_at
+        ):
             errors["closes_at"] = _("Closing time must be after opening time.")
         if errors:
             raise ValidationError(errors)
@@ -121,7 +140,8 @@ class BookingPolicy(models.Model):
 def _policy_constraints(prefix: str) -> list[models.BaseConstraint]:
     return [
         models.CheckConstraint(
-            condition=Q(slot_minutes__gte=1) & Q(min_minutes__gte=models.F("slot_minutes"))
+            condition=Q(slot_minutes__gte=1)
+            & Q(min_minutes__gte=models.F("slot_minutes"))
             & Q(max_minutes__gte=models.F("min_minutes")),
             name=f"{prefix}_policy_durations",
             violation_error_message=_("Durations must satisfy slot ≤ minimum ≤ maximum."),
@@ -149,7 +169,11 @@ class ResourceCodeMixin(models.Model):
                 continue
             if model.objects.filter(code__iexact=self.code).exists():
                 raise ValidationError(
-                    {"code": _("This code is already used by another resource: choose another code.")}
+                    {
+                        "code": _(
+                            "This code is already used by another resource: choose another code."
+                        )
+                    }
                 )
 
 
@@ -166,11 +190,17 @@ class EquipmentType(ResourceCodeMixin, BookingPolicy):
     description = models.TextField(_("description"), blank=True)
     specs = models.JSONField(_("specifications"), default=dict, blank=True)
     operating_mode = models.CharField(
-        _("operating mode"), max_length=20, choices=OperatingMode.choices, default=OperatingMode.DIRECT
+        _("operating mode"),
+        max_length=20,
+        choices=OperatingMode.choices,
+        default=OperatingMode.DIRECT,
     )
     placeholder = models.BooleanField(
-        _("placeholder"), default=False,
-        help_text=_("True when this entry is invented to fill the catalogue, not from a public source."),
+        _("placeholder"),
+        default=False,
+        help_text=_(
+            "True when this entry is invented to fill the catalogue, not from a public source."
+        ),
     )
 
     class Meta:
@@ -182,7 +212,9 @@ class EquipmentType(ResourceCodeMixin, BookingPolicy):
             models.CheckConstraint(
                 condition=Q(field__in=[Field.HEALTHCARE, Field.AUTOMOTIVE, Field.ENERGY]),
                 name="equipment_equipmenttype_field_demo",
-                violation_error_message=_("Equipment types belong to healthcare, automotive or energy."),
+                violation_error_message=_(
+                    "Equipment types belong to healthcare, automotive or energy."
+                ),
             ),
         ]
 
@@ -195,10 +227,16 @@ class EquipmentType(ResourceCodeMixin, BookingPolicy):
 class EquipmentUnit(models.Model):
     """One physical item of an equipment type, with its asset tag."""
 
-    equipment_type = models.ForeignKey(EquipmentType, on_delete=models.PROTECT, related_name="units")
-    code = models.CharField(_("code / asset tag"), max_length=60, unique=True, validators=[code_validator])
+    equipment_type = models.ForeignKey(
+        EquipmentType, on_delete=models.PROTECT, related_name="units"
+    )
+    code = models.CharField(
+        _("code / asset tag"), max_length=60, unique=True, validators=[code_validator]
+    )
     serial = models.CharField(_("serial number"), max_length=100, blank=True)
-    status = models.CharField(_("status"), max_length=20, choices=UnitStatus.choices, default=UnitStatus.ACTIVE)
+    status = models.CharField(
+        _("status"), max_length=20, choices=UnitStatus.choices, default=UnitStatus.ACTIVE
+    )
     location = models.CharField(_("location"), max_length=200, blank=True)
     notes = models.TextField(_("notes"), blank=True)
 
@@ -233,14 +271,23 @@ class AcceleratorPool(ResourceCodeMixin, BookingPolicy):
         _("idle below (utilisation %)"), default=5, validators=[MaxValueValidator(100)]
     )
     idle_minutes = models.PositiveIntegerField(_("idle for (minutes) before flagging"), default=120)
-    idle_grace_minutes = models.PositiveIntegerField(_("grace after flag (minutes) before reclaim"), default=60)
-    contested_lead_days = models.PositiveIntegerField(
-        _("contested: collect requests starting beyond (days)"), null=True, blank=True,
-        help_text=_("Empty: first come, first served. Set: requests for windows further ahead than this are "
-                    "collected in rounds and placed in fair-share order at each round's cutoff."),
+    idle_grace_minutes = models.PositiveIntegerField(
+        _("grace after flag (minutes) before reclaim"), default=60
     )
-    domestic = models.BooleanField(_("domestic accelerator"), default=False,
-                                   help_text=_("A Korean-made NPU (FuriosaAI, Rebellions, SAPEON)."))
+    contested_lead_days = models.PositiveIntegerField(
+        _("contested: collect requests starting beyond (days)"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "Empty: first come, first served. Set: requests for windows further ahead than this are "
+            "collected in rounds and placed in fair-share order at each round's cutoff."
+        ),
+    )
+    domestic = models.BooleanField(
+        _("domestic accelerator"),
+        default=False,
+        help_text=_("A Korean-made NPU (FuriosaAI, Rebellions, SAPEON)."),
+    )
 
     class Meta:
         ordering = ["code"]
@@ -257,8 +304,12 @@ class Node(models.Model):
 
     pool = models.ForeignKey(AcceleratorPool, on_delete=models.PROTECT, related_name="nodes")
     hostname = models.CharField(_("host name"), max_length=120, unique=True)
-    status = models.CharField(_("status"), max_length=20, choices=NodeStatus.choices, default=NodeStatus.ACTIVE)
-    agent_key_hash = models.CharField(_("agent key (hash)"), max_length=128, blank=True, editable=False)
+    status = models.CharField(
+        _("status"), max_length=20, choices=NodeStatus.choices, default=NodeStatus.ACTIVE
+    )
+    agent_key_hash = models.CharField(
+        _("agent key (hash)"), max_length=128, blank=True, editable=False
+    )
 
     class Meta:
         ordering = ["pool", "hostname"]
@@ -276,11 +327,17 @@ class Device(models.Model):
     index = models.PositiveSmallIntegerField(_("index on node"))
     uuid = models.UUIDField(_("UUID"), default=uuid.uuid4, unique=True)
     parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="partitions",
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="partitions",
         help_text=_("The physical card this partition belongs to."),
     )
     profile = models.CharField(_("partition profile"), max_length=40, blank=True)
-    status = models.CharField(_("status"), max_length=20, choices=DeviceStatus.choices, default=DeviceStatus.ACTIVE)
+    status = models.CharField(
+        _("status"), max_length=20, choices=DeviceStatus.choices, default=DeviceStatus.ACTIVE
+    )
 
     class Meta:
         ordering = ["node", "index"]
@@ -288,7 +345,8 @@ class Device(models.Model):
         verbose_name_plural = _("devices")
         constraints = [
             models.UniqueConstraint(
-                fields=["node", "index"], name="equipment_device_node_index_unique",
+                fields=["node", "index"],
+                name="equipment_device_node_index_unique",
                 violation_error_message=_("A node has one device per index."),
             ),
         ]
@@ -301,15 +359,29 @@ class MaintenanceWindow(models.Model):
     """A time when a unit, node, whole type or whole pool cannot be booked."""
 
     equipment_type = models.ForeignKey(
-        EquipmentType, null=True, blank=True, on_delete=models.CASCADE, related_name="maintenance_windows"
+        EquipmentType,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="maintenance_windows",
     )
     unit = models.ForeignKey(
-        EquipmentUnit, null=True, blank=True, on_delete=models.CASCADE, related_name="maintenance_windows"
+        EquipmentUnit,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="maintenance_windows",
     )
     pool = models.ForeignKey(
-        AcceleratorPool, null=True, blank=True, on_delete=models.CASCADE, related_name="maintenance_windows"
+        AcceleratorPool,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="maintenance_windows",
     )
-    node = models.ForeignKey(Node, null=True, blank=True, on_delete=models.CASCADE, related_name="maintenance_windows")
+    node = models.ForeignKey(
+        Node, null=True, blank=True, on_delete=models.CASCADE, related_name="maintenance_windows"
+    )
     start = models.DateTimeField(_("start"))
     end = models.DateTimeField(_("end"))
     reason = models.CharField(_("reason"), max_length=300)
@@ -330,15 +402,40 @@ class MaintenanceWindow(models.Model):
             ),
             models.CheckConstraint(
                 condition=(
-                    Q(equipment_type__isnull=False, unit__isnull=True, pool__isnull=True, node__isnull=True)
-                    | Q(equipment_type__isnull=True, unit__isnull=False, pool__isnull=True, node__isnull=True)
-                    | Q(equipment_type__isnull=True, unit__isnull=True, pool__isnull=False, node__isnull=True)
-                    | Q(equipment_type__isnull=True, unit__isnull=True, pool__isnull=True, node__isnull=False)
+                    Q(
+                        equipment_type__isnull=False,
+                        unit__isnull=True,
+                        pool__isnull=True,
+                        node__isnull=True,
+                    )
+                    | Q(
+                        equipment_type__isnull=True,
+                        unit__isnull=False,
+                        pool__isnull=True,
+                        node__isnull=True,
+                    )
+                    | Q(
+                        equipment_type__isnull=True,
+                        unit__isnull=True,
+                        pool__isnull=False,
+                        node__isnull=True,
+                    )
+                    | Q(
+                        equipment_type__isnull=True,
+                        unit__isnull=True,
+                        pool__isnull=True,
+                        node__isnull=False,
+                    )
                 ),
                 name="equipment_maintenancewindow_one_target",
-                violation_error_message=_("Give exactly one of equipment type, unit, pool or node."),
+                violation_error_message=_(
+                    "Give exactly one of equipment type, unit, pool or node."
+                ),
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.target} {self.start:%Y-%m-%d %H:%M}–{self.end:%H:%M}"
 
     @property
     def target(self) -> models.Model:
@@ -347,6 +444,3 @@ class MaintenanceWindow(models.Model):
     @property
     def duration(self) -> dt.timedelta:
         return self.end - self.start
-
-    def __str__(self) -> str:
-        return f"{self.target} {self.start:%Y-%m-%d %H:%M}–{self.end:%H:%M}"

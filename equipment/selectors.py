@@ -16,7 +16,9 @@ def equipment_type_list() -> QuerySet[EquipmentType]:
 
 def pool_list() -> QuerySet[AcceleratorPool]:
     live_nodes = ~Q(nodes__status=NodeStatus.RETIRED)
-    live_devices = ~Q(nodes__status=NodeStatus.RETIRED) & ~Q(nodes__devices__status=DeviceStatus.RETIRED)
+    live_devices = ~Q(nodes__status=NodeStatus.RETIRED) & ~Q(
+        nodes__devices__status=DeviceStatus.RETIRED
+    )
     qs = AcceleratorPool.objects.select_related("center").annotate(
         nodes_count=Count("nodes", filter=live_nodes, distinct=True),
         devices_count=Count("nodes__devices", filter=live_devices, distinct=True),

@@ -27,13 +27,21 @@ class PostgresExclusionConstraint(ExclusionConstraint):
         return schema_editor.connection.vendor == "postgresql"
 
     def constraint_sql(self, model, schema_editor):
-        return super().constraint_sql(model, schema_editor) if self._is_postgres(schema_editor) else None
+        return (
+            super().constraint_sql(model, schema_editor)
+            if self._is_postgres(schema_editor)
+            else None
+        )
 
     def create_sql(self, model, schema_editor):
-        return super().create_sql(model, schema_editor) if self._is_postgres(schema_editor) else None
+        return (
+            super().create_sql(model, schema_editor) if self._is_postgres(schema_editor) else None
+        )
 
     def remove_sql(self, model, schema_editor):
-        return super().remove_sql(model, schema_editor) if self._is_postgres(schema_editor) else None
+        return (
+            super().remove_sql(model, schema_editor) if self._is_postgres(schema_editor) else None
+        )
 
     def validate(self, model, instance, exclude=None, using="default"):
         if connection.vendor == "postgresql":
@@ -48,4 +56,6 @@ def set_lock_timeout(milliseconds: int) -> None:
     """Bound how long this transaction waits for a row lock (PostgreSQL; SQLite uses busy_timeout)."""
     if is_postgres():
         with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{int(milliseconds)}ms"])
+            cursor.execute(
+                "SELECT set_config('lock_timeout', %s, true)", [f"{int(milliseconds)}ms"]
+            )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from django.core.exceptions import ImproperlyConfigured
@@ -45,7 +46,9 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise SettingError(f"{name}={raw!r} is not a whole number: set {name} to e.g. {default}.") from None
+        raise SettingError(
+            f"{name}={raw!r} is not a whole number: set {name} to e.g. {default}."
+        ) from None
     if minimum is not None and value < minimum:
         raise SettingError(f"{name}={value} is too small: set {name} to {minimum} or more.")
     return value
@@ -63,7 +66,7 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return items
 
 
-def database_from_env(name: str, default_sqlite_path: Path) -> dict:
+def database_from_env(name: str, default_sqlite_path: Path) -> dict[str, Any]:
     """Parse DATABASE_URL into Django's DATABASES entry.
 
     Supported: postgres:// (or postgresql://) and sqlite:///path. SQLite runs in WAL mode with
@@ -81,7 +84,7 @@ def database_from_env(name: str, default_sqlite_path: Path) -> dict:
             f"or sqlite:///ABSOLUTE/PATH.sqlite3."
         )
     try:
-        config = dj_database_url.parse(raw, conn_max_age=0)
+        config: dict[str, Any] = dict(dj_database_url.parse(raw, conn_max_age=0))
     except Exception as exc:  # dj_database_url raises several kinds for malformed URLs
         raise SettingError(
             f"{name}={raw!r} could not be read ({exc}): use postgres://USER:PASSWORD@HOST:5432/NAME."
@@ -105,7 +108,9 @@ def database_from_env(name: str, default_sqlite_path: Path) -> dict:
         config["TEST"] = {"NAME": str(Path(path).with_name("test_" + Path(path).name))}
     else:
         if not config.get("NAME"):
-            raise SettingError(f"{name}={raw!r} names no database: add it after the host, e.g. /testbed.")
+            raise SettingError(
+                f"{name}={raw!r} names no database: add it after the host, e.g. /testbed."
+            )
         config.setdefault("OPTIONS", {})
         # psycopg 3 server-side binding is off by default; keep Django's default.
     return config
@@ -118,7 +123,9 @@ def url_from_env(name: str, default: str, *, schemes: set[str], need_host: bool 
         wanted = ", ".join(sorted(f"{s}://" for s in schemes))
         raise SettingError(f"{name}={raw!r} has scheme {parsed.scheme!r}: use one of {wanted}.")
     if need_host and not parsed.hostname:
-        raise SettingError(f"{name}={raw!r} names no host: use e.g. {parsed.scheme}://127.0.0.1:6379/0.")
+        raise SettingError(
+            f"{name}={raw!r} names no host: use e.g. {parsed.scheme}://127.0.0.1:6379/0."
+        )
     return raw
 
 

@@ -14,7 +14,12 @@ class ServiceError(Exception):
     status = 400
 
     def __init__(
-        self, message: str, *, code: str = "invalid", field: str | None = None, status: int | None = None,
+        self,
+        message: str,
+        *,
+        code: str = "invalid",
+        field: str | None = None,
+        status: int | None = None,
         extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
@@ -36,7 +41,9 @@ class NotFound(ServiceError):
 class PermissionDenied(ServiceError):
     status = 403
 
-    def __init__(self, message: str, *, code: str = "permission_denied", field: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str = "permission_denied", field: str | None = None
+    ) -> None:
         super().__init__(message, code=code, field=field, status=403)
 
 

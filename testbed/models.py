@@ -26,7 +26,9 @@ class AuditEntry(models.Model):
 
     class Meta:
         ordering = ["-at", "-id"]
-        indexes = [models.Index(fields=["object_type", "object_id"], name="testbed_audit_object_idx")]
+        indexes = [
+            models.Index(fields=["object_type", "object_id"], name="testbed_audit_object_idx")
+        ]
         verbose_name = _("audit entry")
         verbose_name_plural = _("audit entries")
 

@@ -32,11 +32,17 @@ if not SECRET_KEY:
         "python -c 'import secrets; print(secrets.token_urlsafe(50))'."
     )
 if not DEBUG and SECRET_KEY == _DEV_SECRET:
-    raise SettingError("SECRET_KEY is the development key while DEBUG is off: set SECRET_KEY to a secret value.")
+    raise SettingError(
+        "SECRET_KEY is the development key while DEBUG is off: set SECRET_KEY to a secret value."
+    )
 if len(SECRET_KEY) < 32:
-    raise SettingError("SECRET_KEY is shorter than 32 characters: set SECRET_KEY to a long random string.")
+    raise SettingError(
+        "SECRET_KEY is shorter than 32 characters: set SECRET_KEY to a long random string."
+    )
 
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"] if DEBUG else [])
+ALLOWED_HOSTS = env_list(
+    "ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"] if DEBUG else []
+)
 if not DEBUG and not ALLOWED_HOSTS:
     raise SettingError(
         "ALLOWED_HOSTS is not set and DEBUG is off: set ALLOWED_HOSTS to the host names served, e.g. testbed.example.kr."
@@ -224,7 +230,9 @@ TESTBED_LOCK_TIMEOUT_MS = env_int("TESTBED_LOCK_TIMEOUT_MS", 2000, minimum=10)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-    raise SettingError(f"LOG_LEVEL={LOG_LEVEL!r} is not a level: use DEBUG, INFO, WARNING, ERROR or CRITICAL.")
+    raise SettingError(
+        f"LOG_LEVEL={LOG_LEVEL!r} is not a level: use DEBUG, INFO, WARNING, ERROR or CRITICAL."
+    )
 
 LOGGING = {
     "version": 1,
@@ -241,6 +249,9 @@ if not DEBUG:
 
 # Turn the allocation locks off only to demonstrate that the exclusion constraint still holds.
 TESTBED_ALLOCATION_LOCKING = env_bool("TESTBED_ALLOCATION_LOCKING", True)
+# Fault drill: pause this long between reading availability and writing the decision, to widen
+# the window in which racing workers could collide (tests and bench/ only; 0 in production).
+TESTBED_DECIDE_DELAY_MS = env_int("TESTBED_DECIDE_DELAY_MS", 0, minimum=0)
 
 # Periodic work; django-celery-beat's DatabaseScheduler installs these and operators may edit them.
 CELERY_BEAT_SCHEDULE = {

@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from testbed.api.token import TokenView
 from testbed.health import healthz
 
-api_v1 = [
+api_v1: list = [
     path("auth/token", TokenView.as_view(), name="auth-token"),
     path("", include("equipment.api.urls")),
     path("", include("booking.api.urls")),

@@ -78,4 +78,3 @@ def client_for(user) -> APIClient:
 def api():
     """`api(user)` → an APIClient authenticated as that user (None: anonymous)."""
     return client_for
-

@@ -33,7 +33,9 @@ def _postgres_reason(url: str) -> str | None:
     parsed = urlparse(url)
     dsn = url.replace(parsed.path, "/postgres", 1) if parsed.path else url
     try:
-        with psycopg.connect(dsn.replace("postgres://", "postgresql://", 1), connect_timeout=3) as conn:
+        with psycopg.connect(
+            dsn.replace("postgres://", "postgresql://", 1), connect_timeout=3
+        ) as conn:
             conn.execute("SELECT 1")
     except Exception as exc:
         return f"PostgreSQL at {parsed.hostname}:{parsed.port or 5432} did not answer ({str(exc).strip()[:120]})"
@@ -43,7 +45,9 @@ def _postgres_reason(url: str) -> str | None:
 def _redis_reason(url: str) -> str | None:
     parsed = urlparse(url)
     try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 6379), timeout=2) as sock:
+        with socket.create_connection(
+            (parsed.hostname or "127.0.0.1", parsed.port or 6379), timeout=2
+        ) as sock:
             sock.sendall(b"PING\r\n")
             if not sock.recv(16).startswith(b"+PONG"):
                 return "Redis answered, but not PONG"
@@ -96,13 +100,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _loud_line() -> str | None:
     if not problems:
         return None
-    parts = "; ".join(f"tests marked '{name}' SKIPPED because {why}" for name, why in problems.items())
+    parts = "; ".join(
+        f"tests marked '{name}' SKIPPED because {why}" for name, why in problems.items()
+    )
     return f"!!! testbed: {parts} !!!"
 
 
 def pytest_report_header(config: pytest.Config) -> str:
     line = _loud_line()
-    return line or f"testbed: PostgreSQL and Redis reachable ({os.environ['DATABASE_URL'].split('@')[-1]})"
+    return (
+        line
+        or f"testbed: PostgreSQL and Redis reachable ({os.environ['DATABASE_URL'].split('@')[-1]})"
+    )
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:

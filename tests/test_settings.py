@@ -109,7 +109,11 @@ BAD_VALUES = [
         ["not a whole number"],
     ),
     (
-        {**PRODUCTION, "DATABASE_URL": "postgres://u@db:5432/x", "SESSION_COOKIE_SECURE": "sometimes"},
+        {
+            **PRODUCTION,
+            "DATABASE_URL": "postgres://u@db:5432/x",
+            "SESSION_COOKIE_SECURE": "sometimes",
+        },
         ["SESSION_COOKIE_SECURE"],
         ["not a boolean"],
     ),

@@ -55,21 +55,38 @@ class TelemetryClient:
     def __init__(self, server: str, key: str, *, timeout: float = 30.0) -> None:
         parsed = urllib.parse.urlsplit(server)
         if parsed.scheme not in {"http", "https"} or not parsed.netloc:
-            raise ValueError(f"--server must be an http(s) URL such as https://testbed.example.kr, not {server!r}")
+            raise ValueError(
+                f"--server must be an http(s) URL such as https://testbed.example.kr, not {server!r}"
+            )
         if not key.startswith("tbn_"):
-            raise ValueError("--key must be a node key (tbn_…) from `manage.py node_key <hostname>`")
+            raise ValueError(
+                "--key must be a node key (tbn_…) from `manage.py node_key <hostname>`"
+            )
         path = parsed.path.rstrip("/")
-        self.url = urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, path if path.endswith(ENDPOINT)
-                                            else path + ENDPOINT, "", ""))
+        self.url = urllib.parse.urlunsplit(
+            (
+                parsed.scheme,
+                parsed.netloc,
+                path if path.endswith(ENDPOINT) else path + ENDPOINT,
+                "",
+                "",
+            )
+        )
         self.key = key
         self.timeout = timeout
 
     def send(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
         body = json.dumps({"samples": samples}, separators=(",", ":")).encode()
         request = urllib.request.Request(  # noqa: S310 - the scheme is checked to be http(s) above
-            self.url, data=body, method="POST",
-            headers={"Content-Type": "application/json", "Accept": "application/json",
-                     "Authorization": f"Bearer {self.key}", "User-Agent": USER_AGENT},
+            self.url,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "Authorization": f"Bearer {self.key}",
+                "User-Agent": USER_AGENT,
+            },
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
@@ -104,9 +121,17 @@ class FlushResult:
 class Agent:
     """Read, queue, send. Safe to stop at any moment: whatever is read is on disk first."""
 
-    def __init__(self, *, sampler: Sampler, spool: Spool, client: TelemetryClient, interval: float = 10.0,
-                 batch: int = 1000, max_backoff: float = 300.0,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        sampler: Sampler,
+        spool: Spool,
+        client: TelemetryClient,
+        interval: float = 10.0,
+        batch: int = 1000,
+        max_backoff: float = 300.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         if interval <= 0:
             raise ValueError("interval must be positive")
         if not 1 <= batch <= 10_000:
@@ -146,24 +171,36 @@ class Agent:
             try:
                 reply = self.client.send([payload for _id, payload in rows])
             except BatchRefused as exc:
-                if exc.status == 413 and self.batch > 1:  # a proxy's body limit: smaller batches get through
+                if (
+                    exc.status == 413 and self.batch > 1
+                ):  # a proxy's body limit: smaller batches get through
                     self.batch = max(1, self.batch // 2)
-                    logger.warning("server said the batch is too large; sending %d at a time", self.batch)
+                    logger.warning(
+                        "server said the batch is too large; sending %d at a time", self.batch
+                    )
                     continue
                 bad = exc.bad_indexes()
                 refused = [ids[i] for i in sorted(bad) if i < len(ids)] or ids
                 # Only what the server named is set aside; the rest goes again on the next round.
                 self.spool.reject(refused, reason=str(exc))
                 result.rejected += len(refused)
-                logger.error("server refused %d sample(s), kept in the spool's rejected table: %s",
-                             len(refused), exc)
+                logger.error(
+                    "server refused %d sample(s), kept in the spool's rejected table: %s",
+                    len(refused),
+                    exc,
+                )
                 continue
             except SendFailed as exc:
                 self.failures += 1
                 delay = min(self.max_backoff, self.interval * 2 ** min(self.failures - 1, 16))
                 self.retry_at = self.monotonic() + delay * random.uniform(0.8, 1.2)
                 result.error = str(exc)
-                logger.warning("sending failed (%s); %d queued, next try in %.0f s", exc, self.spool.count(), delay)
+                logger.warning(
+                    "sending failed (%s); %d queued, next try in %.0f s",
+                    exc,
+                    self.spool.count(),
+                    delay,
+                )
                 break
             self.spool.delete(ids)
             self.failures = 0
@@ -189,7 +226,9 @@ class Agent:
             next_read += self.interval
             self.flush(budget=self.interval * 0.8)
             now = self.monotonic()
-            if next_read < now:  # fell behind (a long send): read again at once, keep the cadence after
+            if (
+                next_read < now
+            ):  # fell behind (a long send): read again at once, keep the cadence after
                 next_read = now
             stop.wait(max(0.0, next_read - now))
 

@@ -58,8 +58,9 @@ class NvmlSampler:
     report no utilisation through NVML, so only whole cards are sampled.
     """
 
-    def __init__(self, *, device_key: str = "index", nvml: ModuleType | None = None,
-                 clock: Clock = utc_now) -> None:
+    def __init__(
+        self, *, device_key: str = "index", nvml: ModuleType | None = None, clock: Clock = utc_now
+    ) -> None:
         if device_key not in {"index", "uuid"}:
             raise ValueError("device_key is 'index' or 'uuid'")
         self.nvml = nvml or _load_pynvml()
@@ -78,9 +79,13 @@ class NvmlSampler:
             raw_uuid = self.nvml.nvmlDeviceGetUUID(handle)
             device_uuid = raw_uuid.decode() if isinstance(raw_uuid, bytes) else str(raw_uuid)
             self.devices.append((str(index) if device_key == "index" else device_uuid, handle))
-        logger.info("NVML: %d device(s): %s", len(self.devices), ", ".join(d for d, _h in self.devices))
+        logger.info(
+            "NVML: %d device(s): %s", len(self.devices), ", ".join(d for d, _h in self.devices)
+        )
 
-    def _optional(self, getter: Callable[[Any], Any], handle: Any, scale: float, name: str) -> float | None:
+    def _optional(
+        self, getter: Callable[[Any], Any], handle: Any, scale: float, name: str
+    ) -> float | None:
         try:
             return float(getter(handle)) / scale
         except self.nvml.NVMLError_NotSupported:
@@ -100,15 +105,20 @@ class NvmlSampler:
             except nvml.NVMLError as exc:  # e.g. GPU fallen off the bus: the others are still read
                 logger.error("NVML could not read device %s: %s", device, exc)
                 continue
-            out.append({
-                "device": device,
-                "at": at,
-                "utilization_pct": utilization,
-                "memory_used_mb": round(memory_used, 1),
-                "power_w": self._optional(nvml.nvmlDeviceGetPowerUsage, handle, 1000.0, "power"),  # mW
-                "energy_j": self._optional(nvml.nvmlDeviceGetTotalEnergyConsumption, handle, 1000.0,
-                                           "energy"),  # mJ
-            })
+            out.append(
+                {
+                    "device": device,
+                    "at": at,
+                    "utilization_pct": utilization,
+                    "memory_used_mb": round(memory_used, 1),
+                    "power_w": self._optional(
+                        nvml.nvmlDeviceGetPowerUsage, handle, 1000.0, "power"
+                    ),  # mW
+                    "energy_j": self._optional(
+                        nvml.nvmlDeviceGetTotalEnergyConsumption, handle, 1000.0, "energy"
+                    ),  # mJ
+                }
+            )
         return out
 
     def close(self) -> None:
@@ -126,9 +136,16 @@ class FakeSampler:
     between readings, so the figures look like a real card's.
     """
 
-    def __init__(self, devices: int = 8, *, utilization: float | Sequence[float] | Callable[[int, dt.datetime], float]
-                 = 50.0, memory_total_mb: float = 81_559.0, clock: Clock = utc_now,
-                 device_key: str = "index", node_name: str = "fake") -> None:
+    def __init__(
+        self,
+        devices: int = 8,
+        *,
+        utilization: float | Sequence[float] | Callable[[int, dt.datetime], float] = 50.0,
+        memory_total_mb: float = 81_559.0,
+        clock: Clock = utc_now,
+        device_key: str = "index",
+        node_name: str = "fake",
+    ) -> None:
         if devices < 1:
             raise ValueError("a fake node has at least one device")
         self.count = devices
@@ -136,7 +153,9 @@ class FakeSampler:
         self.memory_total_mb = memory_total_mb
         self.clock = clock
         self.names = [
-            str(i) if device_key == "index" else f"GPU-{uuid.uuid5(uuid.NAMESPACE_DNS, f'{node_name}.{i}')}"
+            str(i)
+            if device_key == "index"
+            else f"GPU-{uuid.uuid5(uuid.NAMESPACE_DNS, f'{node_name}.{i}')}"
             for i in range(devices)
         ]
         self._energy = [0.0] * devices
@@ -158,14 +177,16 @@ class FakeSampler:
             utilization = min(100.0, max(0.0, self._utilization(index, now)))
             power = 100.0 + 6.0 * utilization
             self._energy[index] += power * elapsed
-            out.append({
-                "device": name,
-                "at": now.isoformat(),
-                "utilization_pct": utilization,
-                "memory_used_mb": round(self.memory_total_mb * utilization / 100.0, 1),
-                "power_w": power,
-                "energy_j": round(self._energy[index], 3),
-            })
+            out.append(
+                {
+                    "device": name,
+                    "at": now.isoformat(),
+                    "utilization_pct": utilization,
+                    "memory_used_mb": round(self.memory_total_mb * utilization / 100.0, 1),
+                    "power_w": power,
+                    "energy_j": round(self._energy[index], 3),
+                }
+            )
         return out
 
     def close(self) -> None:

@@ -30,7 +30,9 @@ class SpoolBusy(RuntimeError):
 
 
 class Spool:
-    def __init__(self, state_dir: str | os.PathLike, *, max_samples: int = DEFAULT_MAX_SAMPLES) -> None:
+    def __init__(
+        self, state_dir: str | os.PathLike, *, max_samples: int = DEFAULT_MAX_SAMPLES
+    ) -> None:
         self.dir = Path(state_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.max_samples = max_samples
@@ -47,7 +49,9 @@ class Spool:
         self.db = sqlite3.connect(self.path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")  # an appended sample survives a power cut
-        self.db.execute("CREATE TABLE IF NOT EXISTS samples (id INTEGER PRIMARY KEY AUTOINCREMENT, payload TEXT NOT NULL)")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS samples (id INTEGER PRIMARY KEY AUTOINCREMENT, payload TEXT NOT NULL)"
+        )
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS rejected (id INTEGER PRIMARY KEY, payload TEXT NOT NULL, reason TEXT NOT NULL,"
             " rejected_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
@@ -61,8 +65,13 @@ class Spool:
             self.db.executemany("INSERT INTO samples (payload) VALUES (?)", rows)
             over = self.count() - self.max_samples
             if over > 0:
-                self.db.execute("DELETE FROM samples WHERE id IN (SELECT id FROM samples ORDER BY id LIMIT ?)", (over,))
-                logger.warning("spool full (%d samples): dropped the %d oldest", self.max_samples, over)
+                self.db.execute(
+                    "DELETE FROM samples WHERE id IN (SELECT id FROM samples ORDER BY id LIMIT ?)",
+                    (over,),
+                )
+                logger.warning(
+                    "spool full (%d samples): dropped the %d oldest", self.max_samples, over
+                )
         return len(rows)
 
     def oldest(self, limit: int) -> list[tuple[int, dict[str, Any]]]:

@@ -8,10 +8,18 @@ from testbed.api.fields import AwareDateTimeField
 
 class BookingFilter(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(choices=BookingStatus.choices)
-    resource = django_filters.CharFilter(method="filter_resource", help_text="Equipment type or pool code.")
-    organization = django_filters.CharFilter(field_name="organization__slug", help_text="Organisation slug.")
-    start = django_filters.CharFilter(method="filter_start", help_text="Bookings ending after this moment.")
-    end = django_filters.CharFilter(method="filter_end", help_text="Bookings starting before this moment.")
+    resource = django_filters.CharFilter(
+        method="filter_resource", help_text="Equipment type or pool code."
+    )
+    organization = django_filters.CharFilter(
+        field_name="organization__slug", help_text="Organisation slug."
+    )
+    start = django_filters.CharFilter(
+        method="filter_start", help_text="Bookings ending after this moment."
+    )
+    end = django_filters.CharFilter(
+        method="filter_end", help_text="Bookings starting before this moment."
+    )
 
     class Meta:
         model = Booking

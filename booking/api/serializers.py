@@ -28,8 +28,12 @@ class RejectionSerializer(serializers.Serializer):
 
 
 class BookingSerializer(serializers.ModelSerializer):
-    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    organization: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
+    user: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
     resource = serializers.CharField(source="resource_code", read_only=True)
     resource_kind = serializers.SerializerMethodField()
     start = AwareDateTimeField(read_only=True)
@@ -45,10 +49,30 @@ class BookingSerializer(serializers.ModelSerializer):
     class Meta:
         model = Booking
         fields = [
-            "id", "organization", "user", "resource", "resource_kind", "quantity", "start", "end", "purpose",
-            "status", "allocations", "rejection", "over_quota", "maintenance", "actual_start", "actual_end",
-            "cancel_reason", "final_price_krw", "channel", "round", "idle_flagged_at", "reclaimed_at",
-            "created_at", "updated_at",
+            "id",
+            "organization",
+            "user",
+            "resource",
+            "resource_kind",
+            "quantity",
+            "start",
+            "end",
+            "purpose",
+            "status",
+            "allocations",
+            "rejection",
+            "over_quota",
+            "maintenance",
+            "actual_start",
+            "actual_end",
+            "cancel_reason",
+            "final_price_krw",
+            "channel",
+            "round",
+            "idle_flagged_at",
+            "reclaimed_at",
+            "created_at",
+            "updated_at",
         ]
         read_only_fields = fields
 
@@ -59,10 +83,10 @@ class BookingSerializer(serializers.ModelSerializer):
     def get_allocations(self, obj: Booking) -> list[dict]:
         return [
             {
-                "unit": a.unit.code if a.unit_id else None,
-                "node": a.node.hostname if a.node_id else None,
-                "device": str(a.device.uuid) if a.device_id else None,
-                "device_index": a.device.index if a.device_id else None,
+                "unit": a.unit.code if a.unit else None,
+                "node": a.node.hostname if a.node else None,
+                "device": str(a.device.uuid) if a.device else None,
+                "device_index": a.device.index if a.device else None,
             }
             for a in obj.allocations.all()
             if a.active or obj.status in (BookingStatus.COMPLETED,)
@@ -72,15 +96,24 @@ class BookingSerializer(serializers.ModelSerializer):
     def get_rejection(self, obj: Booking) -> dict | None:
         if obj.status != BookingStatus.REJECTED:
             return None
-        return {"code": obj.rejection_code, "detail": obj.rejection_detail, "alternatives": obj.alternatives or []}
+        return {
+            "code": obj.rejection_code,
+            "detail": obj.rejection_detail,
+            "alternatives": obj.alternatives or [],
+        }
 
     @extend_schema_field(serializers.DictField(allow_null=True))
     def get_maintenance(self, obj: Booking) -> dict | None:
         window = obj.affected_by_maintenance
         if window is None:
             return None
-        return {"id": window.pk, "start": window.start.isoformat(), "end": window.end.isoformat(),
-                "reason": window.reason, "alternatives": obj.alternatives or []}
+        return {
+            "id": window.pk,
+            "start": window.start.isoformat(),
+            "end": window.end.isoformat(),
+            "reason": window.reason,
+            "alternatives": obj.alternatives or [],
+        }
 
 
 class BookingCreateSerializer(serializers.Serializer):
@@ -89,9 +122,16 @@ class BookingCreateSerializer(serializers.Serializer):
     start = AwareDateTimeField()
     end = AwareDateTimeField()
     purpose = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
-    unit = serializers.CharField(max_length=60, required=False, allow_null=True, allow_blank=True,
-                                 help_text="Pin one unit of the type by its code.")
-    organization = serializers.SlugField(required=False, help_text="Your organisation's slug, if you have several.")
+    unit = serializers.CharField(
+        max_length=60,
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        help_text="Pin one unit of the type by its code.",
+    )
+    organization = serializers.SlugField(
+        required=False, help_text="Your organisation's slug, if you have several."
+    )
 
 
 class ReasonSerializer(serializers.Serializer):
@@ -101,7 +141,16 @@ class ReasonSerializer(serializers.Serializer):
 class OrganizationSerializer(serializers.ModelSerializer):
     class Meta:
         model = Organization
-        fields = ["slug", "name", "business_number", "category", "region", "youth_startup", "is_active", "created_at"]
+        fields = [
+            "slug",
+            "name",
+            "business_number",
+            "category",
+            "region",
+            "youth_startup",
+            "is_active",
+            "created_at",
+        ]
         read_only_fields = ["created_at"]
 
     def validate_business_number(self, value: str) -> str:
@@ -123,37 +172,68 @@ class MemberSerializer(serializers.ModelSerializer):
 class MemberCreateSerializer(serializers.Serializer):
     username = serializers.RegexField(r"^[\w.@+-]+$", max_length=150)
     email = serializers.EmailField()
-    password = serializers.CharField(required=False, write_only=True, style={"input_type": "password"})
+    password = serializers.CharField(
+        required=False, write_only=True, style={"input_type": "password"}
+    )
     role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
 
 
 class ApiKeySerializer(serializers.ModelSerializer):
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
 
     class Meta:
         model = ApiKey
-        fields = ["id", "name", "prefix", "scopes", "created_by", "created_at", "last_used_at", "revoked_at"]
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "scopes",
+            "created_by",
+            "created_at",
+            "last_used_at",
+            "revoked_at",
+        ]
         read_only_fields = fields
 
 
 class ApiKeyCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
-    scopes = serializers.ListField(child=serializers.ChoiceField(choices=list(ApiKey.SCOPES)), min_length=1)
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=list(ApiKey.SCOPES)), min_length=1
+    )
 
 
 class QuotaGrantSerializer(serializers.ModelSerializer):
-    organization = serializers.SlugRelatedField(slug_field="slug", queryset=Organization.objects.all())
+    organization = serializers.SlugRelatedField(
+        slug_field="slug", queryset=Organization.objects.all()
+    )
     held_hours = serializers.DecimalField(max_digits=16, decimal_places=2, read_only=True)
     consumed_hours = serializers.DecimalField(max_digits=16, decimal_places=2, read_only=True)
     remaining_hours = serializers.SerializerMethodField()
 
     class Meta:
         model = QuotaGrant
-        fields = ["id", "organization", "scope", "period_start", "period_end", "limit_hours", "enforcement",
-                  "notes", "held_hours", "consumed_hours", "remaining_hours", "created_at"]
+        fields = [
+            "id",
+            "organization",
+            "scope",
+            "period_start",
+            "period_end",
+            "limit_hours",
+            "enforcement",
+            "notes",
+            "held_hours",
+            "consumed_hours",
+            "remaining_hours",
+            "created_at",
+        ]
         read_only_fields = ["id", "created_at"]
 
     @extend_schema_field(serializers.DecimalField(max_digits=16, decimal_places=2))
     def get_remaining_hours(self, obj: QuotaGrant) -> str:
-        remaining = obj.limit_hours - getattr(obj, "held_hours", 0) - getattr(obj, "consumed_hours", 0)
+        remaining = (
+            obj.limit_hours - getattr(obj, "held_hours", 0) - getattr(obj, "consumed_hours", 0)
+        )
         return f"{remaining:.2f}"

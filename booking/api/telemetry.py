@@ -16,14 +16,19 @@ from testbed.errors import ServiceError
 _SAMPLE = inline_serializer(
     "TelemetrySampleIn",
     fields={
-        "device": serializers.CharField(help_text="The device's index on the node (e.g. \"0\") or its UUID "
-                                                  "(NVML's GPU-… form is accepted)."),
+        "device": serializers.CharField(
+            help_text='The device\'s index on the node (e.g. "0") or its UUID '
+            "(NVML's GPU-… form is accepted)."
+        ),
         "at": serializers.DateTimeField(help_text="When it was read, ISO 8601 with an offset."),
         "utilization_pct": serializers.FloatField(min_value=0, max_value=100),
         "memory_used_mb": serializers.FloatField(required=False, allow_null=True),
         "power_w": serializers.FloatField(required=False, allow_null=True),
-        "energy_j": serializers.FloatField(required=False, allow_null=True,
-                                           help_text="The device's cumulative energy counter, if it has one."),
+        "energy_j": serializers.FloatField(
+            required=False,
+            allow_null=True,
+            help_text="The device's cumulative energy counter, if it has one.",
+        ),
     },
 )
 
@@ -44,29 +49,57 @@ class TelemetryView(APIView):
     @extend_schema(
         tags=["telemetry"],
         auth=[{"bearerAuth": []}],  # type: ignore[list-item]  # the bearer is a node key, see above
-        request=inline_serializer("TelemetryBatch", fields={
-            "samples": serializers.ListField(child=_SAMPLE, max_length=MAX_BATCH),
-        }),
+        request=inline_serializer(
+            "TelemetryBatch",
+            fields={
+                "samples": serializers.ListField(child=_SAMPLE, max_length=MAX_BATCH),
+            },
+        ),
         responses={
-            202: inline_serializer("TelemetryAccepted", fields={
-                "accepted": serializers.IntegerField(),
-                "duplicates": serializers.IntegerField(),
-                "attributed": serializers.IntegerField(),
-            }),
-            400: OpenApiResponse(OpenApiTypes.OBJECT, description="Problem details naming the bad samples."),
-            401: OpenApiResponse(OpenApiTypes.OBJECT, description="No node key, or not a valid one."),
+            202: inline_serializer(
+                "TelemetryAccepted",
+                fields={
+                    "accepted": serializers.IntegerField(),
+                    "duplicates": serializers.IntegerField(),
+                    "attributed": serializers.IntegerField(),
+                },
+            ),
+            400: OpenApiResponse(
+                OpenApiTypes.OBJECT, description="Problem details naming the bad samples."
+            ),
+            401: OpenApiResponse(
+                OpenApiTypes.OBJECT, description="No node key, or not a valid one."
+            ),
         },
-        examples=[OpenApiExample("One GPU reading", request_only=True, value={"samples": [
-            {"device": "0", "at": "2026-12-01T09:00:10+09:00", "utilization_pct": 87.0, "memory_used_mb": 61234,
-             "power_w": 512.3, "energy_j": 1234567.8},
-        ]})],
+        examples=[
+            OpenApiExample(
+                "One GPU reading",
+                request_only=True,
+                value={
+                    "samples": [
+                        {
+                            "device": "0",
+                            "at": "2026-12-01T09:00:10+09:00",
+                            "utilization_pct": 87.0,
+                            "memory_used_mb": 61234,
+                            "power_w": 512.3,
+                            "energy_j": 1234567.8,
+                        },
+                    ]
+                },
+            )
+        ],
     )
     def post(self, request):
         try:
             node = node_authenticate(authorization=request.headers.get("Authorization", ""))
         except ServiceError as exc:
-            return problem_response(status_code=401, code=exc.code, detail=exc.message,
-                                    headers={"WWW-Authenticate": 'Bearer realm="node agents"'})
+            return problem_response(
+                status_code=401,
+                code=exc.code,
+                detail=exc.message,
+                headers={"WWW-Authenticate": 'Bearer realm="node agents"'},
+            )
         data = request.data
         samples = data.get("samples") if isinstance(data, dict) else None
         result = telemetry_ingest(node=node, samples=samples)

@@ -9,7 +9,9 @@ router.trailing_slash = "/?"  # API.md paths have no trailing slash; accept both
 router.register("bookings", views.BookingViewSet, basename="booking")
 router.register("organizations", views.OrganizationViewSet, basename="organization")
 router.register("quota-grants", views.QuotaGrantViewSet, basename="quota-grant")
-router.register("maintenance-windows", views.MaintenanceWindowViewSet, basename="maintenance-window")
+router.register(
+    "maintenance-windows", views.MaintenanceWindowViewSet, basename="maintenance-window"
+)
 router.register("rounds", views.ContestedRoundViewSet, basename="round")
 
 urlpatterns = [

@@ -63,7 +63,9 @@ class LedgerEntrySerializer(serializers.Serializer):
 
 def _require_scope(request, scope: str) -> None:
     if isinstance(request.auth, ApiKey) and scope not in request.auth.scopes:
-        raise DRFPermissionDenied(f"This API key lacks the {scope!r} scope: ask your manager for a key with it.")
+        raise DRFPermissionDenied(
+            f"This API key lacks the {scope!r} scope: ask your manager for a key with it."
+        )
 
 
 def _prefer_wait(request) -> float:
@@ -74,8 +76,9 @@ def _prefer_wait(request) -> float:
             try:
                 return max(0.0, min(float(value.strip()), MAX_WAIT_SECONDS))
             except ValueError:
-                raise ServiceError("Send `Prefer: wait=N` with N a number of seconds up to 30.",
-                                   field="Prefer") from None
+                raise ServiceError(
+                    "Send `Prefer: wait=N` with N a number of seconds up to 30.", field="Prefer"
+                ) from None
     return 0.0
 
 
@@ -89,18 +92,29 @@ class BookingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user
             return Booking.objects.none()
-        return booking_list(user=self.request.user, auth=self.request.auth).order_by("-start", "-id")
+        return booking_list(user=self.request.user, auth=self.request.auth).order_by(
+            "-start", "-id"
+        )
 
     def _booking(self) -> Booking:
         return self.get_object()
 
     @extend_schema(
-        request=BookingCreateSerializer, responses={201: BookingSerializer},
+        request=BookingCreateSerializer,
+        responses={201: BookingSerializer},
         parameters=[
-            OpenApiParameter("Prefer", OpenApiTypes.STR, OpenApiParameter.HEADER,
-                             description="wait=N (≤ 30): answer with the worker's decision if it comes in N seconds."),
-            OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER,
-                             description="A repeat with the same key returns the first result and creates nothing."),
+            OpenApiParameter(
+                "Prefer",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="wait=N (≤ 30): answer with the worker's decision if it comes in N seconds.",
+            ),
+            OpenApiParameter(
+                "Idempotency-Key",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="A repeat with the same key returns the first result and creates nothing.",
+            ),
         ],
     )
     def create(self, request):
@@ -118,21 +132,32 @@ class BookingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
         def create() -> int:
             return booking_services.booking_request(
-                actor=request.user, organization=organization, resource_code=data["resource"],
-                quantity=data["quantity"], start=data["start"], end=data["end"], purpose=data["purpose"],
-                unit_code=data.get("unit") or None, channel=Channel.API,
+                actor=request.user,
+                organization=organization,
+                resource_code=data["resource"],
+                quantity=data["quantity"],
+                start=data["start"],
+                end=data["end"],
+                purpose=data["purpose"],
+                unit_code=data.get("unit") or None,
+                channel=Channel.API,
             ).pk
 
         booking_id, _created = idempotent_create(
-            user=request.user, endpoint="bookings", key=request.headers.get("Idempotency-Key"),
-            fingerprint=request_fingerprint({**request.data, "organization": organization.slug}), create=create,
+            user=request.user,
+            endpoint="bookings",
+            key=request.headers.get("Idempotency-Key"),
+            fingerprint=request_fingerprint({**request.data, "organization": organization.slug}),
+            create=create,
         )
         headers = {"Location": f"/api/v1/bookings/{booking_id}"}
         if wait:
             decision_wait(booking_id, wait)
             headers["Preference-Applied"] = f"wait={wait:g}"
         booking = booking_list(user=request.user, auth=request.auth).get(pk=booking_id)
-        return Response(BookingSerializer(booking).data, status=status.HTTP_201_CREATED, headers=headers)
+        return Response(
+            BookingSerializer(booking).data, status=status.HTTP_201_CREATED, headers=headers
+        )
 
     def _act(self, request, func, *, reason_required: bool = False, **kwargs):
         _require_scope(request, "book")
@@ -175,8 +200,11 @@ class AvailabilityQuerySerializer(serializers.Serializer):
     start = AwareDateTimeField()
     end = AwareDateTimeField()
     quantity = serializers.IntegerField(min_value=1, default=1)
-    duration_minutes = serializers.IntegerField(min_value=1, required=False,
-                                                help_text="Length of the booking you have in mind (default: the minimum).")
+    duration_minutes = serializers.IntegerField(
+        min_value=1,
+        required=False,
+        help_text="Length of the booking you have in mind (default: the minimum).",
+    )
 
     def validate(self, attrs):
         if attrs["end"] <= attrs["start"]:
@@ -187,12 +215,17 @@ class AvailabilityQuerySerializer(serializers.Serializer):
 
 
 @extend_schema(
-    tags=["catalogue"], parameters=[AvailabilityQuerySerializer],
-    responses=inline_serializer("Availability", {
-        "resource": serializers.CharField(), "capacity": serializers.IntegerField(),
-        "timeline": serializers.ListField(child=serializers.DictField()),
-        "fits": serializers.ListField(child=serializers.DictField()),
-    }),
+    tags=["catalogue"],
+    parameters=[AvailabilityQuerySerializer],
+    responses=inline_serializer(
+        "Availability",
+        {
+            "resource": serializers.CharField(),
+            "capacity": serializers.IntegerField(),
+            "timeline": serializers.ListField(child=serializers.DictField()),
+            "fits": serializers.ListField(child=serializers.DictField()),
+        },
+    ),
 )
 class AvailabilityView(APIView):
     """Free units or devices over a window, from allocation rows, and the windows that would fit."""
@@ -203,22 +236,37 @@ class AvailabilityView(APIView):
         q = query.validated_data
         resource = resource_for_code(q["resource"])
         duration = dt.timedelta(minutes=q.get("duration_minutes") or resource.min_minutes)
-        result = availability(resource=resource, start=q["start"], end=q["end"], quantity=q["quantity"],
-                              duration=duration)
+        result = availability(
+            resource=resource,
+            start=q["start"],
+            end=q["end"],
+            quantity=q["quantity"],
+            duration=duration,
+        )
         iso = AwareDateTimeField().to_representation
-        return Response({
-            "resource": resource.code,
-            "capacity": result["capacity"],
-            "quantity": q["quantity"],
-            "duration_minutes": int(duration.total_seconds() // 60),
-            "timeline": [{"start": iso(s), "end": iso(e), "free": free} for s, e, free in result["timeline"]],
-            "fits": [{"start": iso(s), "end": iso(e)} for s, e in result["fits"]],
-        })
+        return Response(
+            {
+                "resource": resource.code,
+                "capacity": result["capacity"],
+                "quantity": q["quantity"],
+                "duration_minutes": int(duration.total_seconds() // 60),
+                "timeline": [
+                    {"start": iso(s), "end": iso(e), "free": free}
+                    for s, e, free in result["timeline"]
+                ],
+                "fits": [{"start": iso(s), "end": iso(e)} for s, e in result["fits"]],
+            }
+        )
 
 
 @extend_schema(tags=["organisations"])
-class OrganizationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
-                          mixins.UpdateModelMixin, viewsets.GenericViewSet):
+class OrganizationViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
     """Organisations: operators see and create all; members see their own."""
 
     serializer_class = OrganizationSerializer
@@ -232,10 +280,14 @@ class OrganizationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixi
 
     def create(self, request):
         if not is_operator(request.user):
-            raise DRFPermissionDenied("Only facility operators register organisations: ask an operator.")
+            raise DRFPermissionDenied(
+                "Only facility operators register organisations: ask an operator."
+            )
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        org = organization_create(actor=request.user, channel=Channel.API, **serializer.validated_data)
+        org = organization_create(
+            actor=request.user, channel=Channel.API, **serializer.validated_data
+        )
         return Response(self.get_serializer(org).data, status=status.HTTP_201_CREATED)
 
     def update(self, request, *args, **kwargs):
@@ -243,8 +295,9 @@ class OrganizationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixi
         org = access_organization(actor=request.user, slug=kwargs["slug"], manage=True)
         serializer = self.get_serializer(org, data=request.data, partial=partial)
         serializer.is_valid(raise_exception=True)
-        org = organization_update(actor=request.user, organization=org, channel=Channel.API,
-                                  **serializer.validated_data)
+        org = organization_update(
+            actor=request.user, organization=org, channel=Channel.API, **serializer.validated_data
+        )
         return Response(self.get_serializer(org).data)
 
     @extend_schema(request=MemberCreateSerializer, responses=MemberSerializer(many=True))
@@ -254,9 +307,15 @@ class OrganizationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixi
         if request.method == "POST":
             body = MemberCreateSerializer(data=request.data)
             body.is_valid(raise_exception=True)
-            membership = member_add(actor=request.user, organization=org, channel=Channel.API, **body.validated_data)
+            membership = member_add(
+                actor=request.user, organization=org, channel=Channel.API, **body.validated_data
+            )
             return Response(MemberSerializer(membership).data, status=status.HTTP_201_CREATED)
-        members = Membership.objects.filter(organization=org).select_related("user").order_by("user__username")
+        members = (
+            Membership.objects.filter(organization=org)
+            .select_related("user")
+            .order_by("user__username")
+        )
         page = self.paginate_queryset(members)
         return self.get_paginated_response(MemberSerializer(page, many=True).data)
 
@@ -269,7 +328,9 @@ class OrganizationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixi
         if request.method == "POST":
             body = ApiKeyCreateSerializer(data=request.data)
             body.is_valid(raise_exception=True)
-            key, raw = api_key_create(actor=request.user, organization=org, channel=Channel.API, **body.validated_data)
+            key, raw = api_key_create(
+                actor=request.user, organization=org, channel=Channel.API, **body.validated_data
+            )
             data = ApiKeySerializer(key).data
             data["key"] = raw
             return Response(data, status=status.HTTP_201_CREATED)
@@ -282,12 +343,19 @@ class OrganizationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixi
     def revoke_api_key(self, request, slug=None, key_id=None):
         org = access_organization(actor=request.user, slug=slug, manage=True)
         key = get_object_or_404(ApiKey, pk=key_id, organization=org)
-        return Response(ApiKeySerializer(api_key_revoke(actor=request.user, key=key, channel=Channel.API)).data)
+        return Response(
+            ApiKeySerializer(api_key_revoke(actor=request.user, key=key, channel=Channel.API)).data
+        )
 
 
 @extend_schema(tags=["quotas"])
-class QuotaGrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
-                        mixins.UpdateModelMixin, viewsets.GenericViewSet):
+class QuotaGrantViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
     """Quota grants with their live balances (operators write; organisations see their own)."""
 
     serializer_class = QuotaGrantSerializer
@@ -299,7 +367,9 @@ class QuotaGrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins
             return QuotaGrant.objects.none()
         qs = annotate_balances(quota_grant_list(user=self.request.user, auth=self.request.auth))
         org = self.request.query_params.get("organization")
-        return (qs.filter(organization__slug=org) if org else qs).order_by("organization__name", "period_start", "pk")
+        return (qs.filter(organization__slug=org) if org else qs).order_by(
+            "organization__name", "period_start", "pk"
+        )
 
     def get_permissions(self):
         if self.request.method not in ("GET", "HEAD", "OPTIONS"):
@@ -309,20 +379,37 @@ class QuotaGrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins
     def create(self, request):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        grant = quota_grant_create(actor=request.user, channel=Channel.API, **serializer.validated_data)
-        return Response(self.get_serializer(self.get_queryset().get(pk=grant.pk)).data, status=status.HTTP_201_CREATED)
+        grant = quota_grant_create(
+            actor=request.user, channel=Channel.API, **serializer.validated_data
+        )
+        return Response(
+            self.get_serializer(self.get_queryset().get(pk=grant.pk)).data,
+            status=status.HTTP_201_CREATED,
+        )
 
-    @extend_schema(request=inline_serializer("QuotaAdjust", {
-        "hours": serializers.DecimalField(max_digits=14, decimal_places=4,
-                                          help_text="Positive charges the grant, negative gives hours back."),
-        "reason": serializers.CharField(max_length=300)}), responses=QuotaGrantSerializer)
+    @extend_schema(
+        request=inline_serializer(
+            "QuotaAdjust",
+            {
+                "hours": serializers.DecimalField(
+                    max_digits=14,
+                    decimal_places=4,
+                    help_text="Positive charges the grant, negative gives hours back.",
+                ),
+                "reason": serializers.CharField(max_length=300),
+            },
+        ),
+        responses=QuotaGrantSerializer,
+    )
     @action(detail=True, methods=["post"], permission_classes=[IsOperator])
     def adjust(self, request, pk=None):
         """An operator's correction to a grant, kept in the append-only ledger with its reason."""
         grant = self.get_object()
         body = AdjustSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        quota_grant_adjust(actor=request.user, grant=grant, channel=Channel.API, **body.validated_data)
+        quota_grant_adjust(
+            actor=request.user, grant=grant, channel=Channel.API, **body.validated_data
+        )
         return Response(self.get_serializer(self.get_queryset().get(pk=grant.pk)).data)
 
     @extend_schema(responses=LedgerEntrySerializer(many=True))
@@ -338,9 +425,10 @@ class QuotaGrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins
         grant = self.get_object()
         serializer = self.get_serializer(grant, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        quota_grant_update(actor=request.user, grant=grant, channel=Channel.API, **serializer.validated_data)
+        quota_grant_update(
+            actor=request.user, grant=grant, channel=Channel.API, **serializer.validated_data
+        )
         return Response(self.get_serializer(self.get_queryset().get(pk=grant.pk)).data)
-
 
 
 @extend_schema(tags=["catalogue"])
@@ -354,7 +442,9 @@ class MaintenanceWindowViewSet(viewsets.ModelViewSet):
     def get_queryset(self):
         from equipment.models import MaintenanceWindow
 
-        return MaintenanceWindow.objects.select_related("equipment_type", "unit", "pool", "node").order_by("-start")
+        return MaintenanceWindow.objects.select_related(
+            "equipment_type", "unit", "pool", "node"
+        ).order_by("-start")
 
     def create(self, request):
         from booking.services.maintenance import maintenance_target_for, maintenance_window_create
@@ -363,26 +453,37 @@ class MaintenanceWindowViewSet(viewsets.ModelViewSet):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         window, affected = maintenance_window_create(
-            actor=request.user, target=maintenance_target_for(data["resource"]), start=data["start"],
-            end=data["end"], reason=data["reason"], channel=Channel.API,
+            actor=request.user,
+            target=maintenance_target_for(data["resource"]),
+            start=data["start"],
+            end=data["end"],
+            reason=data["reason"],
+            channel=Channel.API,
         )
         body = self.get_serializer(window).data
         body["affected_bookings"] = affected
         return Response(body, status=status.HTTP_201_CREATED)
 
     def update(self, request, *args, **kwargs):
-        raise ServiceError("Maintenance windows are not edited: delete this one and create the corrected window.",
-                           code="not_editable", status=405)
+        raise ServiceError(
+            "Maintenance windows are not edited: delete this one and create the corrected window.",
+            code="not_editable",
+            status=405,
+        )
 
     def perform_destroy(self, instance):
         from testbed.audit import audit_record
 
-        audit_record(actor=self.request.user, channel=Channel.API, action="maintenance.delete", obj=instance)
+        audit_record(
+            actor=self.request.user, channel=Channel.API, action="maintenance.delete", obj=instance
+        )
         instance.delete()
 
 
 @extend_schema(tags=["bookings"])
-class ContestedRoundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ContestedRoundViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
     """Contested rounds and where your requests stand in fair-share order (operators see everyone's)."""
 
     def get_queryset(self):
@@ -396,24 +497,41 @@ class ContestedRoundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vi
     def _body(self, round_, *, standing: bool) -> dict:
         iso = AwareDateTimeField().to_representation
         body = {
-            "id": round_.pk, "pool": round_.pool.code, "window_start": iso(round_.window_start),
-            "window_end": iso(round_.window_end), "cutoff_at": iso(round_.cutoff_at),
+            "id": round_.pk,
+            "pool": round_.pool.code,
+            "window_start": iso(round_.window_start),
+            "window_end": iso(round_.window_end),
+            "cutoff_at": iso(round_.cutoff_at),
             "allocated_at": iso(round_.allocated_at) if round_.allocated_at else None,
         }
         if standing:
             from booking.services.rounds import round_standing
 
             ranked = round_standing(round_)
-            mine = None if is_operator(self.request.user) and not isinstance(self.request.auth, ApiKey) else set(
-                Booking.objects.filter(round=round_).filter(
-                    organization__in=organization_list(user=self.request.user, auth=self.request.auth)
-                ).values_list("pk", flat=True)
+            mine = (
+                None
+                if is_operator(self.request.user) and not isinstance(self.request.auth, ApiKey)
+                else set(
+                    Booking.objects.filter(round=round_)
+                    .filter(
+                        organization__in=organization_list(
+                            user=self.request.user, auth=self.request.auth
+                        )
+                    )
+                    .values_list("pk", flat=True)
+                )
             )
             body["requests"] = len(ranked)
             body["standing"] = [
-                {"booking": r.claim.booking_id, "position": r.position, "within_quota": r.within_quota,
-                 "recent_use_ratio": round(r.recent_use_ratio, 4), "unit_hours": r.claim.hours}
-                for r in ranked if mine is None or r.claim.booking_id in mine
+                {
+                    "booking": r.claim.booking_id,
+                    "position": r.position,
+                    "within_quota": r.within_quota,
+                    "recent_use_ratio": round(r.recent_use_ratio, 4),
+                    "unit_hours": r.claim.hours,
+                }
+                for r in ranked
+                if mine is None or r.claim.booking_id in mine
             ]
         return body
 

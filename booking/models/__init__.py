@@ -15,7 +15,18 @@ from booking.models.core import (
 from booking.models.usage import BookingUsage, ContestedRound, DailyUsage, TelemetrySample
 
 __all__ = [
-    "Allocation", "ApiKey", "Booking", "BookingUsage", "ContestedRound", "DailyUsage", "DiscountRule",
-    "IdempotencyRecord", "Membership", "Organization", "Qualification", "QuotaGrant", "QuotaLedgerEntry",
+    "Allocation",
+    "ApiKey",
+    "Booking",
+    "BookingUsage",
+    "ContestedRound",
+    "DailyUsage",
+    "DiscountRule",
+    "IdempotencyRecord",
+    "Membership",
+    "Organization",
+    "Qualification",
+    "QuotaGrant",
+    "QuotaLedgerEntry",
     "TelemetrySample",
 ]

@@ -37,7 +37,9 @@ class Organization(models.Model):
     slug = models.SlugField(_("slug"), max_length=60, unique=True)
     name = models.CharField(_("name"), max_length=200)
     business_number = models.CharField(
-        _("business registration number (사업자등록번호)"), max_length=12, blank=True,
+        _("business registration number (사업자등록번호)"),
+        max_length=12,
+        blank=True,
         validators=[validate_business_number],
     )
     category = models.CharField(_("category"), max_length=20, choices=OrgCategory.choices)
@@ -45,7 +47,9 @@ class Organization(models.Model):
     youth_startup = models.BooleanField(_("youth start-up (청년창업)"), default=False)
     is_active = models.BooleanField(_("active"), default=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="organizations")
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="organizations"
+    )
 
     class Meta:
         ordering = ["name"]
@@ -53,9 +57,12 @@ class Organization(models.Model):
         verbose_name_plural = _("organisations")
         constraints = [
             models.UniqueConstraint(
-                fields=["business_number"], condition=~Q(business_number=""),
+                fields=["business_number"],
+                condition=~Q(business_number=""),
                 name="booking_organization_business_number_unique",
-                violation_error_message=_("Another organisation already has this business registration number."),
+                violation_error_message=_(
+                    "Another organisation already has this business registration number."
+                ),
             )
         ]
 
@@ -66,8 +73,12 @@ class Organization(models.Model):
 class Membership(models.Model):
     """A user's place in an organisation: manager or member."""
 
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="memberships"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
     role = models.CharField(_("role"), max_length=10, choices=Role.choices, default=Role.MEMBER)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -77,7 +88,8 @@ class Membership(models.Model):
         verbose_name_plural = _("memberships")
         constraints = [
             models.UniqueConstraint(
-                fields=["organization", "user"], name="booking_membership_unique",
+                fields=["organization", "user"],
+                name="booking_membership_unique",
                 violation_error_message=_("This user is already a member of this organisation."),
             )
         ]
@@ -89,8 +101,12 @@ class Membership(models.Model):
 class Qualification(models.Model):
     """A user's training on an equipment type, valid until a date (inclusive)."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="qualifications")
-    equipment_type = models.ForeignKey(EquipmentType, on_delete=models.CASCADE, related_name="qualifications")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="qualifications"
+    )
+    equipment_type = models.ForeignKey(
+        EquipmentType, on_delete=models.CASCADE, related_name="qualifications"
+    )
     valid_until = models.DateField(_("valid until"))
     granted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -104,8 +120,11 @@ class Qualification(models.Model):
         verbose_name_plural = _("qualifications")
         constraints = [
             models.UniqueConstraint(
-                fields=["user", "equipment_type"], name="booking_qualification_unique",
-                violation_error_message=_("This user already has a qualification for this type: extend it instead."),
+                fields=["user", "equipment_type"],
+                name="booking_qualification_unique",
+                violation_error_message=_(
+                    "This user already has a qualification for this type: extend it instead."
+                ),
             )
         ]
 
@@ -118,12 +137,16 @@ class ApiKey(models.Model):
 
     SCOPES = ("read", "book")
 
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_keys")
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="api_keys"
+    )
     name = models.CharField(_("name"), max_length=100)
     prefix = models.CharField(_("prefix"), max_length=16, unique=True)
     key_hash = models.CharField(max_length=128)
     scopes = models.JSONField(_("scopes"), default=list)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -140,30 +163,52 @@ class ApiKey(models.Model):
 class Booking(models.Model):
     """A request for `quantity` units of an equipment type, or devices of a pool, over [start, end)."""
 
-    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="bookings")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="bookings")
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="bookings"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="bookings"
+    )
     equipment_type = models.ForeignKey(
         EquipmentType, null=True, blank=True, on_delete=models.PROTECT, related_name="bookings"
     )
-    pool = models.ForeignKey(AcceleratorPool, null=True, blank=True, on_delete=models.PROTECT, related_name="bookings")
+    pool = models.ForeignKey(
+        AcceleratorPool, null=True, blank=True, on_delete=models.PROTECT, related_name="bookings"
+    )
     pinned_unit = models.ForeignKey(
-        EquipmentUnit, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        EquipmentUnit,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
         help_text=_("The unit the booker asked for by code, if any."),
     )
-    quantity = models.PositiveIntegerField(_("quantity"), default=1, validators=[MinValueValidator(1)])
+    quantity = models.PositiveIntegerField(
+        _("quantity"), default=1, validators=[MinValueValidator(1)]
+    )
     start = models.DateTimeField(_("start"))
     end = models.DateTimeField(_("end"))
     purpose = models.CharField(_("purpose"), max_length=500, blank=True)
     status = models.CharField(
-        _("status"), max_length=20, choices=BookingStatus.choices, default=BookingStatus.PENDING, db_index=True
+        _("status"),
+        max_length=20,
+        choices=BookingStatus.choices,
+        default=BookingStatus.PENDING,
+        db_index=True,
     )
-    channel = models.CharField(_("channel"), max_length=10, choices=Channel.choices, default=Channel.API)
+    channel = models.CharField(
+        _("channel"), max_length=10, choices=Channel.choices, default=Channel.API
+    )
     rejection_code = models.CharField(_("rejection code"), max_length=40, blank=True)
     rejection_detail = models.CharField(_("rejection detail"), max_length=500, blank=True)
     alternatives = models.JSONField(_("alternative windows"), default=list, blank=True)
     over_quota = models.BooleanField(_("over quota (soft grant)"), default=False)
     affected_by_maintenance = models.ForeignKey(
-        "equipment.MaintenanceWindow", null=True, blank=True, on_delete=models.SET_NULL, related_name="affected_bookings"
+        "equipment.MaintenanceWindow",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="affected_bookings",
     )
     actual_start = models.DateTimeField(_("checked in at"), null=True, blank=True)
     actual_end = models.DateTimeField(_("checked out at"), null=True, blank=True)
@@ -173,7 +218,11 @@ class Booking(models.Model):
     idle_flagged_at = models.DateTimeField(_("flagged idle at"), null=True, blank=True)
     reclaimed_at = models.DateTimeField(_("reclaimed at"), null=True, blank=True)
     round = models.ForeignKey(
-        "booking.ContestedRound", null=True, blank=True, on_delete=models.PROTECT, related_name="bookings",
+        "booking.ContestedRound",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="bookings",
         help_text=_("Set while the booking waits for a contested round's cutoff."),
     )
     allocation_attempts = models.PositiveIntegerField(default=0)
@@ -191,7 +240,8 @@ class Booking(models.Model):
         ]
         constraints = [
             models.CheckConstraint(
-                condition=Q(end__gt=models.F("start")), name="booking_booking_end_after_start",
+                condition=Q(end__gt=models.F("start")),
+                name="booking_booking_end_after_start",
                 violation_error_message=_("A booking must end after it starts."),
             ),
             models.CheckConstraint(
@@ -201,7 +251,8 @@ class Booking(models.Model):
                 violation_error_message=_("A booking is for one equipment type or one pool."),
             ),
             models.CheckConstraint(
-                condition=Q(quantity__gte=1), name="booking_booking_quantity_positive",
+                condition=Q(quantity__gte=1),
+                name="booking_booking_quantity_positive",
                 violation_error_message=_("Quantity must be at least 1."),
             ),
         ]
@@ -234,9 +285,15 @@ class Allocation(models.Model):
     """
 
     booking = models.ForeignKey(Booking, on_delete=models.CASCADE, related_name="allocations")
-    unit = models.ForeignKey(EquipmentUnit, null=True, blank=True, on_delete=models.PROTECT, related_name="allocations")
-    device = models.ForeignKey(Device, null=True, blank=True, on_delete=models.PROTECT, related_name="allocations")
-    node = models.ForeignKey(Node, null=True, blank=True, on_delete=models.PROTECT, related_name="allocations")
+    unit = models.ForeignKey(
+        EquipmentUnit, null=True, blank=True, on_delete=models.PROTECT, related_name="allocations"
+    )
+    device = models.ForeignKey(
+        Device, null=True, blank=True, on_delete=models.PROTECT, related_name="allocations"
+    )
+    node = models.ForeignKey(
+        Node, null=True, blank=True, on_delete=models.PROTECT, related_name="allocations"
+    )
     start = models.DateTimeField()
     end = models.DateTimeField()
     active = models.BooleanField(default=True)
@@ -247,14 +304,21 @@ class Allocation(models.Model):
         verbose_name = _("allocation")
         verbose_name_plural = _("allocations")
         indexes = [
-            models.Index(fields=["unit", "start", "end"], name="booking_alloc_unit_time_idx",
-                         condition=Q(active=True)),
-            models.Index(fields=["device", "start", "end"], name="booking_alloc_device_time_idx",
-                         condition=Q(active=True)),
+            models.Index(
+                fields=["unit", "start", "end"],
+                name="booking_alloc_unit_time_idx",
+                condition=Q(active=True),
+            ),
+            models.Index(
+                fields=["device", "start", "end"],
+                name="booking_alloc_device_time_idx",
+                condition=Q(active=True),
+            ),
         ]
         constraints = [
             models.CheckConstraint(
-                condition=Q(end__gt=models.F("start")), name="booking_allocation_end_after_start",
+                condition=Q(end__gt=models.F("start")),
+                name="booking_allocation_end_after_start",
                 violation_error_message=_("An allocation must end after it starts."),
             ),
             models.CheckConstraint(
@@ -265,13 +329,19 @@ class Allocation(models.Model):
             ),
             PostgresExclusionConstraint(
                 name="booking_allocation_unit_no_overlap",
-                expressions=[("unit", RangeOperators.EQUAL), (TsTzRange("start", "end"), RangeOperators.OVERLAPS)],
+                expressions=[
+                    ("unit", RangeOperators.EQUAL),
+                    (TsTzRange("start", "end"), RangeOperators.OVERLAPS),
+                ],
                 condition=Q(active=True) & Q(unit__isnull=False),
                 violation_error_message=_("This unit is already booked at an overlapping time."),
             ),
             PostgresExclusionConstraint(
                 name="booking_allocation_device_no_overlap",
-                expressions=[("device", RangeOperators.EQUAL), (TsTzRange("start", "end"), RangeOperators.OVERLAPS)],
+                expressions=[
+                    ("device", RangeOperators.EQUAL),
+                    (TsTzRange("start", "end"), RangeOperators.OVERLAPS),
+                ],
                 condition=Q(active=True) & Q(device__isnull=False),
                 violation_error_message=_("This device is already booked at an overlapping time."),
             ),
@@ -293,7 +363,9 @@ class IdempotencyRecord(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["user", "endpoint", "key"], name="booking_idempotency_unique")
+            models.UniqueConstraint(
+                fields=["user", "endpoint", "key"], name="booking_idempotency_unique"
+            )
         ]
 
     def __str__(self) -> str:
@@ -303,15 +375,20 @@ class IdempotencyRecord(models.Model):
 class QuotaGrant(models.Model):
     """An allowance of unit-hours for an organisation on a scope, over a period (dates inclusive)."""
 
-    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="quota_grants")
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="quota_grants"
+    )
     scope = models.CharField(
-        _("scope"), max_length=40,
+        _("scope"),
+        max_length=40,
         help_text=_("A resource code, a centre code, or * for everything."),
     )
     period_start = models.DateField(_("period start"))
     period_end = models.DateField(_("period end (inclusive)"))
     limit_hours = models.DecimalField(_("limit (unit-hours)"), max_digits=14, decimal_places=2)
-    enforcement = models.CharField(_("enforcement"), max_length=10, choices=Enforcement.choices, default=Enforcement.HARD)
+    enforcement = models.CharField(
+        _("enforcement"), max_length=10, choices=Enforcement.choices, default=Enforcement.HARD
+    )
     notes = models.CharField(_("notes"), max_length=300, blank=True)
     reminded_80 = models.BooleanField(default=False)
     reminded_100 = models.BooleanField(default=False)
@@ -323,11 +400,13 @@ class QuotaGrant(models.Model):
         verbose_name_plural = _("quota grants")
         constraints = [
             models.CheckConstraint(
-                condition=Q(period_end__gte=models.F("period_start")), name="booking_quotagrant_period_order",
+                condition=Q(period_end__gte=models.F("period_start")),
+                name="booking_quotagrant_period_order",
                 violation_error_message=_("The period must end on or after its start."),
             ),
             models.CheckConstraint(
-                condition=Q(limit_hours__gte=0), name="booking_quotagrant_limit_nonnegative",
+                condition=Q(limit_hours__gte=0),
+                name="booking_quotagrant_limit_nonnegative",
                 violation_error_message=_("The limit cannot be negative."),
             ),
         ]
@@ -344,11 +423,15 @@ class QuotaLedgerEntry(models.Model):
     """
 
     grant = models.ForeignKey(QuotaGrant, on_delete=models.PROTECT, related_name="ledger")
-    booking = models.ForeignKey(Booking, null=True, blank=True, on_delete=models.PROTECT, related_name="ledger")
+    booking = models.ForeignKey(
+        Booking, null=True, blank=True, on_delete=models.PROTECT, related_name="ledger"
+    )
     kind = models.CharField(max_length=10, choices=LedgerKind.choices)
     hours = models.DecimalField(max_digits=14, decimal_places=4)
     reason = models.CharField(max_length=300, blank=True)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
@@ -368,7 +451,9 @@ class DiscountRule(models.Model):
     """
 
     name = models.CharField(_("name"), max_length=100)
-    category = models.CharField(_("organisation category"), max_length=20, choices=OrgCategory.choices, blank=True)
+    category = models.CharField(
+        _("organisation category"), max_length=20, choices=OrgCategory.choices, blank=True
+    )
     region = models.CharField(_("region"), max_length=20, choices=Region.choices, blank=True)
     youth_startup = models.BooleanField(_("youth start-ups only"), default=False)
     percent = models.DecimalField(_("discount (%)"), max_digits=5, decimal_places=2)
@@ -380,7 +465,8 @@ class DiscountRule(models.Model):
         verbose_name_plural = _("discount rules")
         constraints = [
             models.CheckConstraint(
-                condition=Q(percent__gte=0) & Q(percent__lte=100), name="booking_discountrule_percent_range",
+                condition=Q(percent__gte=0) & Q(percent__lte=100),
+                name="booking_discountrule_percent_range",
                 violation_error_message=_("A discount is between 0 and 100 percent."),
             )
         ]

@@ -19,13 +19,19 @@ class TelemetrySample(models.Model):
 
     device = models.ForeignKey(Device, on_delete=models.PROTECT, related_name="samples")
     node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="samples")
-    booking = models.ForeignKey(Booking, null=True, blank=True, on_delete=models.SET_NULL, related_name="samples")
+    booking = models.ForeignKey(
+        Booking, null=True, blank=True, on_delete=models.SET_NULL, related_name="samples"
+    )
     at = models.DateTimeField(_("sampled at"))
     utilization_pct = models.FloatField(_("utilisation (%)"))
     memory_used_mb = models.FloatField(_("memory used (MiB)"), null=True, blank=True)
     power_w = models.FloatField(_("power (W)"), null=True, blank=True)
-    energy_j = models.FloatField(_("energy counter (J)"), null=True, blank=True,
-                                 help_text=_("The device's cumulative energy counter, when it has one."))
+    energy_j = models.FloatField(
+        _("energy counter (J)"),
+        null=True,
+        blank=True,
+        help_text=_("The device's cumulative energy counter, when it has one."),
+    )
     received_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -34,7 +40,9 @@ class TelemetrySample(models.Model):
         verbose_name_plural = _("telemetry samples")
         indexes = [models.Index(fields=["booking", "at"], name="booking_sample_booking_at_idx")]
         constraints = [
-            models.UniqueConstraint(fields=["device", "at"], name="booking_telemetrysample_device_at_unique"),
+            models.UniqueConstraint(
+                fields=["device", "at"], name="booking_telemetrysample_device_at_unique"
+            ),
             models.CheckConstraint(
                 condition=Q(utilization_pct__gte=0) & Q(utilization_pct__lte=100),
                 name="booking_telemetrysample_utilization_range",
@@ -69,7 +77,9 @@ class BookingUsage(models.Model):
 class DailyUsage(models.Model):
     """Organisation × resource × day (facility time): the table reports are read from."""
 
-    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="daily_usage")
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="daily_usage"
+    )
     resource_code = models.CharField(max_length=40)
     resource_kind = models.CharField(max_length=10)  # equipment | pool
     center_code = models.CharField(max_length=40)
@@ -88,10 +98,14 @@ class DailyUsage(models.Model):
         verbose_name = _("daily usage")
         verbose_name_plural = _("daily usage")
         constraints = [
-            models.UniqueConstraint(fields=["organization", "resource_code", "day"],
-                                    name="booking_dailyusage_org_resource_day_unique"),
+            models.UniqueConstraint(
+                fields=["organization", "resource_code", "day"],
+                name="booking_dailyusage_org_resource_day_unique",
+            ),
         ]
-        indexes = [models.Index(fields=["day", "resource_code"], name="booking_dailyusage_day_res_idx")]
+        indexes = [
+            models.Index(fields=["day", "resource_code"], name="booking_dailyusage_day_res_idx")
+        ]
 
     def __str__(self) -> str:
         return f"{self.organization} {self.resource_code} {self.day}"
@@ -114,12 +128,16 @@ class ContestedRound(models.Model):
         verbose_name = _("contested round")
         verbose_name_plural = _("contested rounds")
         constraints = [
-            models.CheckConstraint(condition=Q(window_end__gt=models.F("window_start")),
-                                   name="booking_contestedround_window_order",
-                                   violation_error_message=_("The window must end after it starts.")),
-            models.CheckConstraint(condition=Q(cutoff_at__lte=models.F("window_start")),
-                                   name="booking_contestedround_cutoff_before_window",
-                                   violation_error_message=_("The cutoff must come before the window opens.")),
+            models.CheckConstraint(
+                condition=Q(window_end__gt=models.F("window_start")),
+                name="booking_contestedround_window_order",
+                violation_error_message=_("The window must end after it starts."),
+            ),
+            models.CheckConstraint(
+                condition=Q(cutoff_at__lte=models.F("window_start")),
+                name="booking_contestedround_cutoff_before_window",
+                violation_error_message=_("The cutoff must come before the window opens."),
+            ),
         ]
 
     def __str__(self) -> str:

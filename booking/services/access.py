@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
-
 from booking.choices import Role
 from booking.models import Booking, Membership, Organization
 from testbed.errors import NotFound, PermissionDenied
@@ -17,7 +15,9 @@ def role_in(user, organization: Organization) -> str | None:
     if not (user and user.is_authenticated):
         return None
     return (
-        Membership.objects.filter(user=user, organization=organization).values_list("role", flat=True).first()
+        Membership.objects.filter(user=user, organization=organization)
+        .values_list("role", flat=True)
+        .first()
     )
 
 
@@ -35,11 +35,13 @@ def access_organization(*, actor, slug: str, manage: bool = False) -> Organizati
     if role is None:
         raise NotFound(f"No organisation has the slug {slug!r}.", field="organization")
     if manage and role != Role.MANAGER:
-        raise PermissionDenied("Only a manager of this organisation may do this: ask your organisation's manager.")
+        raise PermissionDenied(
+            "Only a manager of this organisation may do this: ask your organisation's manager."
+        )
     return org
 
 
-def default_organization_for(actor: AbstractBaseUser) -> Organization:
+def default_organization_for(actor) -> Organization:
     orgs = list(Organization.objects.filter(memberships__user=actor, is_active=True)[:2])
     if len(orgs) == 1:
         return orgs[0]
@@ -50,7 +52,8 @@ def default_organization_for(actor: AbstractBaseUser) -> Organization:
         )
     raise PermissionDenied(
         "You belong to several organisations: say which one with the `organization` field (its slug).",
-        code="invalid", field="organization",
+        code="invalid",
+        field="organization",
     )
 
 
@@ -58,7 +61,9 @@ def check_can_book_for(*, actor, organization: Organization) -> None:
     if is_operator(actor):
         return
     if not organization.is_active:
-        raise PermissionDenied("This organisation is deactivated: ask a facility operator.", field="organization")
+        raise PermissionDenied(
+            "This organisation is deactivated: ask a facility operator.", field="organization"
+        )
     if role_in(actor, organization) is None:
         raise NotFound(f"No organisation has the slug {organization.slug!r}.", field="organization")
 

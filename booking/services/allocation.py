@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, transaction
@@ -74,14 +75,19 @@ def alternatives_for(resource, booking: Booking, *, now: dt.datetime, limit: int
     policy = policy_for(resource)
     buffer = buffer_of(resource)
     duration = booking.end - booking.start
-    latest_start = min(booking.start + ALTERNATIVES_HORIZON, now + dt.timedelta(days=policy.max_lead_days))
+    latest_start = min(
+        booking.start + ALTERNATIVES_HORIZON, now + dt.timedelta(days=policy.max_lead_days)
+    )
     horizon_end = latest_start + duration + buffer
     if isinstance(resource, EquipmentType):
         units = unit_states(resource, booking.start, horizon_end, exclude_booking=booking.pk)
         busy_ends = [e for u in units for _s, e in u.busy]
 
         def fits(s: dt.datetime, e: dt.datetime) -> bool:
-            return choose_units(units, s, e + buffer, booking.quantity, pinned=booking.pinned_unit_id) is not None
+            return (
+                choose_units(units, s, e + buffer, booking.quantity, pinned=booking.pinned_unit_id)
+                is not None
+            )
     else:
         nodes = node_states(resource, booking.start, horizon_end, exclude_booking=booking.pk)
         busy_ends = [e for n in nodes for d in n.devices for _s, e in d.busy]
@@ -97,7 +103,13 @@ def alternatives_for(resource, booking: Booking, *, now: dt.datetime, limit: int
         return check_maintenance(windows, s, e) is None and fits(s, e)
 
     found = find_alternatives(
-        fits_all, policy, start=min_start, duration=duration, until=latest_start, busy_ends=busy_ends, limit=limit
+        fits_all,
+        policy,
+        start=min_start,
+        duration=duration,
+        until=latest_start,
+        busy_ends=busy_ends,
+        limit=limit,
     )
     return [{"start": s.isoformat(), "end": e.isoformat()} for s, e in found]
 
@@ -106,8 +118,11 @@ def _decide(booking_id: int, *, now: dt.datetime) -> str:
     with transaction.atomic(durable=True):
         set_lock_timeout(settings.TESTBED_LOCK_TIMEOUT_MS)
         booking = (
-            Booking.objects.select_related("equipment_type__center", "pool__center", "organization", "user")
-            .filter(pk=booking_id).first()
+            Booking.objects.select_related(
+                "equipment_type__center", "pool__center", "organization", "user"
+            )
+            .filter(pk=booking_id)
+            .first()
         )
         if booking is None:
             logger.warning("allocate: booking %s does not exist (deleted?)", booking_id)
@@ -143,6 +158,9 @@ def _decide(booking_id: int, *, now: dt.datetime) -> str:
                     "pick one of the alternatives, or another time.",
                 )
 
+        if settings.TESTBED_DECIDE_DELAY_MS:
+            time.sleep(settings.TESTBED_DECIDE_DELAY_MS / 1000)  # fault drill only (see settings)
+
         over_quota = False
         if rejection is None:
             try:
@@ -153,40 +171,69 @@ def _decide(booking_id: int, *, now: dt.datetime) -> str:
         if rejection is not None:
             code, detail = rejection
             alternatives = (
-                alternatives_for(resource, booking, now=now) if code in {"unavailable", "maintenance"} else []
+                alternatives_for(resource, booking, now=now)
+                if code in {"unavailable", "maintenance"}
+                else []
             )
             updated = Booking.objects.filter(pk=booking_id, status=BookingStatus.PENDING).update(
-                status=BookingStatus.REJECTED, rejection_code=code, rejection_detail=detail[:500],
-                alternatives=alternatives, decided_at=now, updated_at=now,
+                status=BookingStatus.REJECTED,
+                rejection_code=code,
+                rejection_detail=detail[:500],
+                alternatives=alternatives,
+                decided_at=now,
+                updated_at=now,
                 allocation_attempts=booking.allocation_attempts + 1,
             )
             new_status = BookingStatus.REJECTED
         else:
             assert targets is not None
             rows = [
-                Allocation(booking_id=booking_id, unit_id=t, start=booking.start, end=booking.end + buffer,
-                           created_at=now)
-                if node_of is None else
-                Allocation(booking_id=booking_id, device_id=t, node_id=node_of[t], start=booking.start,
-                           end=booking.end + buffer, created_at=now)
+                Allocation(
+                    booking_id=booking_id,
+                    unit_id=t,
+                    start=booking.start,
+                    end=booking.end + buffer,
+                    created_at=now,
+                )
+                if node_of is None
+                else Allocation(
+                    booking_id=booking_id,
+                    device_id=t,
+                    node_id=node_of[t],
+                    start=booking.start,
+                    end=booking.end + buffer,
+                    created_at=now,
+                )
                 for t in targets
             ]
             Allocation.objects.bulk_create(rows)
             new_status = (
-                BookingStatus.AWAITING_APPROVAL if resource.requires_approval else BookingStatus.CONFIRMED
+                BookingStatus.AWAITING_APPROVAL
+                if resource.requires_approval
+                else BookingStatus.CONFIRMED
             )
             updated = Booking.objects.filter(pk=booking_id, status=BookingStatus.PENDING).update(
-                status=new_status, over_quota=over_quota, decided_at=now, updated_at=now,
+                status=new_status,
+                over_quota=over_quota,
+                decided_at=now,
+                updated_at=now,
                 allocation_attempts=booking.allocation_attempts + 1,
             )
         if updated != 1:
             # Somebody else moved it (e.g. cancelled while we decided): undo our writes.
             transaction.set_rollback(True)
-            return Booking.objects.filter(pk=booking_id).values_list("status", flat=True).first() or "missing"
+            return (
+                Booking.objects.filter(pk=booking_id).values_list("status", flat=True).first()
+                or "missing"
+            )
         booking.status = new_status
         audit_record(
-            actor=None, channel=Channel.SYSTEM, action="booking.allocate", obj=booking,
-            from_state=BookingStatus.PENDING, to_state=new_status,
+            actor=None,
+            channel=Channel.SYSTEM,
+            action="booking.allocate",
+            obj=booking,
+            from_state=BookingStatus.PENDING,
+            to_state=new_status,
             data={"targets": targets or [], "rejection": rejection[0] if rejection else None},
         )
         transaction.on_commit(lambda: decision_publish(booking_id, new_status), robust=True)
@@ -203,7 +250,11 @@ def booking_allocate(*, booking_id: int, attempts: int = 5) -> str:
         except IntegrityError as exc:
             # Only reachable when the exclusion constraint caught a race (locking turned off):
             # the rows of the winner are committed now, so deciding again sees them.
-            logger.info("allocate %s: constraint stopped a double booking (%s), deciding again", booking_id, exc)
+            logger.info(
+                "allocate %s: constraint stopped a double booking (%s), deciding again",
+                booking_id,
+                exc,
+            )
             if attempt == attempts:
                 raise AllocationBusy(str(exc)) from exc
         except OperationalError as exc:
@@ -211,4 +262,3 @@ def booking_allocate(*, booking_id: int, attempts: int = 5) -> str:
                 raise AllocationBusy(str(exc)) from exc
             raise
     raise AllocationBusy("gave up")  # pragma: no cover - the loop returns or raises
-

@@ -9,6 +9,7 @@ concurrent actors can never both move one booking.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable
 
 from django.db import transaction
@@ -36,9 +37,15 @@ from testbed.errors import Conflict, PermissionDenied, ServiceError
 
 CHECK_IN_EARLY = dt.timedelta(minutes=30)
 _VERBS = {
-    "booking.cancel": "cancelled", "booking.approve": "approved", "booking.reject": "rejected",
-    "booking.check_in": "checked in", "booking.check_out": "checked out", "booking.complete": "completed",
-    "booking.no_show": "marked as a no-show", "booking.start": "started", "booking.reclaim": "reclaimed",
+    "booking.cancel": "cancelled",
+    "booking.approve": "approved",
+    "booking.reject": "rejected",
+    "booking.check_in": "checked in",
+    "booking.check_out": "checked out",
+    "booking.complete": "completed",
+    "booking.no_show": "marked as a no-show",
+    "booking.start": "started",
+    "booking.reclaim": "reclaimed",
 }
 
 
@@ -55,22 +62,30 @@ def _enqueue_allocation(booking_id: int) -> None:
     except Exception:  # broker down: the pending sweeper re-queues it within a minute
         import logging
 
-        logging.getLogger(__name__).exception("could not queue allocation of booking %s", booking_id)
+        logging.getLogger(__name__).exception(
+            "could not queue allocation of booking %s", booking_id
+        )
 
 
 def check_qualification(*, user, equipment_type: EquipmentType, on: dt.date) -> None:
     if not equipment_type.requires_qualification:
         return
-    if Qualification.objects.filter(user=user, equipment_type=equipment_type, valid_until__gte=on).exists():
+    if Qualification.objects.filter(
+        user=user, equipment_type=equipment_type, valid_until__gte=on
+    ).exists():
         return
     lapsed = Qualification.objects.filter(user=user, equipment_type=equipment_type).first()
     hint = (
-        f"your training expired on {lapsed.valid_until}" if lapsed else "you have no recorded training for it"
+        f"your training expired on {lapsed.valid_until}"
+        if lapsed
+        else "you have no recorded training for it"
     )
     raise ServiceError(
         f"{equipment_type.code} requires a qualification and {hint}: book the training session with the "
         "centre, or ask a qualified colleague to book.",
-        code="qualification_required", field="resource", status=403,
+        code="qualification_required",
+        field="resource",
+        status=403,
     )
 
 
@@ -93,7 +108,9 @@ def booking_request(
     """
     now = now or timezone.now()
     if timezone.is_naive(start) or timezone.is_naive(end):
-        raise ServiceError("Give start and end with an offset, e.g. 2026-12-01T09:00:00+09:00.", field="start")
+        raise ServiceError(
+            "Give start and end with an offset, e.g. 2026-12-01T09:00:00+09:00.", field="start"
+        )
     check_can_book_for(actor=actor, organization=organization)
     resource = resource_for_code(resource_code)
     policy = policy_for(resource)
@@ -103,31 +120,47 @@ def booking_request(
     pinned = None
     if unit_code:
         if not isinstance(resource, EquipmentType):
-            raise ServiceError("`unit` applies to equipment types only: leave it out for pools.", field="unit")
+            raise ServiceError(
+                "`unit` applies to equipment types only: leave it out for pools.", field="unit"
+            )
         pinned = EquipmentUnit.objects.filter(code=unit_code, equipment_type=resource).first()
         if pinned is None:
-            raise ServiceError(f"{resource.code} has no unit {unit_code!r}: leave `unit` out to get any free one.",
-                               field="unit")
+            raise ServiceError(
+                f"{resource.code} has no unit {unit_code!r}: leave `unit` out to get any free one.",
+                field="unit",
+            )
         if pinned.status != UnitStatus.ACTIVE:
-            raise ServiceError(f"Unit {unit_code} is {pinned.status}: leave `unit` out to get any free one.",
-                               code="unavailable", field="unit")
+            raise ServiceError(
+                f"Unit {unit_code} is {pinned.status}: leave `unit` out to get any free one.",
+                code="unavailable",
+                field="unit",
+            )
         if quantity != 1:
-            raise ServiceError("A pinned unit is one unit: send quantity 1 with `unit`.", field="quantity")
+            raise ServiceError(
+                "A pinned unit is one unit: send quantity 1 with `unit`.", field="quantity"
+            )
     capacity, node_sizes = capacity_of(resource)
     refusal = check_quantity(quantity, capacity=capacity, node_sizes=node_sizes)
     if refusal:
         raise _refuse(refusal)
     if isinstance(resource, EquipmentType) and not is_operator(actor):
-        check_qualification(user=actor, equipment_type=resource, on=timezone.localtime(start).date())
-    refusal = check_maintenance(resource_maintenance(resource, start, end + buffer_of(resource)), start, end)
+        check_qualification(
+            user=actor, equipment_type=resource, on=timezone.localtime(start).date()
+        )
+    refusal = check_maintenance(
+        resource_maintenance(resource, start, end + buffer_of(resource)), start, end
+    )
     if refusal:
         raise _refuse(refusal)
 
     from booking.services.rounds import round_for_request
 
     with transaction.atomic():
-        contested = None if isinstance(resource, EquipmentType) else round_for_request(
-            pool=resource, start=start, now=now)
+        contested = (
+            None
+            if isinstance(resource, EquipmentType)
+            else round_for_request(pool=resource, start=start, now=now)
+        )
         booking = Booking.objects.create(
             round=contested,
             organization=organization,
@@ -141,8 +174,14 @@ def booking_request(
             purpose=purpose,
             channel=channel,
         )
-        audit_record(actor=actor, channel=channel, action="booking.request", obj=booking, to_state=booking.status,
-                     data={"round": contested.pk} if contested else None)
+        audit_record(
+            actor=actor,
+            channel=channel,
+            action="booking.request",
+            obj=booking,
+            to_state=booking.status,
+            data={"round": contested.pk} if contested else None,
+        )
         if contested is None:
             transaction.on_commit(lambda: _enqueue_allocation(booking.pk), robust=True)
         # A booking in a contested round waits for the round's cutoff (rounds_allocate_due).
@@ -150,8 +189,15 @@ def booking_request(
 
 
 def _transition(
-    *, booking: Booking, actor, channel: str, action: str, from_states: Iterable[str], to_state: str,
-    now: dt.datetime, **fields,
+    *,
+    booking: Booking,
+    actor,
+    channel: str,
+    action: str,
+    from_states: Iterable[str],
+    to_state: str,
+    now: dt.datetime,
+    **fields,
 ) -> Booking:
     """Move the booking if it is still in one of from_states; refuse clearly otherwise."""
     from_states = list(from_states)
@@ -167,8 +213,15 @@ def _transition(
         )
     from_state = booking.status
     booking.refresh_from_db()
-    audit_record(actor=actor, channel=channel, action=action, obj=booking, from_state=from_state, to_state=to_state,
-                 data={k: str(v) for k, v in fields.items()})
+    audit_record(
+        actor=actor,
+        channel=channel,
+        action=action,
+        obj=booking,
+        from_state=from_state,
+        to_state=to_state,
+        data={k: str(v) for k, v in fields.items()},
+    )
     return booking
 
 
@@ -176,23 +229,39 @@ def _release_allocations(booking: Booking) -> None:
     Allocation.objects.filter(booking=booking, active=True).update(active=False)
 
 
-def booking_cancel(*, actor, booking: Booking, reason: str, channel: str, now: dt.datetime | None = None) -> Booking:
+def booking_cancel(
+    *, actor, booking: Booking, reason: str, channel: str, now: dt.datetime | None = None
+) -> Booking:
     now = now or timezone.now()
     check_can_change_booking(actor=actor, booking=booking)
     if not reason or not reason.strip():
-        raise ServiceError("Say why you cancel (`reason`): the operator and your manager see it.", field="reason")
+        raise ServiceError(
+            "Say why you cancel (`reason`): the operator and your manager see it.", field="reason"
+        )
     with transaction.atomic():
         booking = _transition(
-            booking=booking, actor=actor, channel=channel, action="booking.cancel",
-            from_states=[BookingStatus.PENDING, BookingStatus.AWAITING_APPROVAL, BookingStatus.CONFIRMED],
-            to_state=BookingStatus.CANCELLED, now=now, cancel_reason=reason.strip()[:500], cancelled_at=now,
+            booking=booking,
+            actor=actor,
+            channel=channel,
+            action="booking.cancel",
+            from_states=[
+                BookingStatus.PENDING,
+                BookingStatus.AWAITING_APPROVAL,
+                BookingStatus.CONFIRMED,
+            ],
+            to_state=BookingStatus.CANCELLED,
+            now=now,
+            cancel_reason=reason.strip()[:500],
+            cancelled_at=now,
         )
         _release_allocations(booking)
         quota_release(booking=booking, now=now, reason="cancelled")
         from booking.services.fees import booking_price_set
 
         booking_price_set(booking=booking)
-        transaction.on_commit(lambda: notifications.booking_changed(booking.pk, "cancelled"), robust=True)
+        transaction.on_commit(
+            lambda: notifications.booking_changed(booking.pk, "cancelled"), robust=True
+        )
     return booking
 
 
@@ -201,28 +270,46 @@ def _require_operator(actor, what: str) -> None:
         raise PermissionDenied(f"Only a facility operator may {what} bookings.")
 
 
-def booking_approve(*, actor, booking: Booking, channel: str, now: dt.datetime | None = None) -> Booking:
+def booking_approve(
+    *, actor, booking: Booking, channel: str, now: dt.datetime | None = None
+) -> Booking:
     _require_operator(actor, "approve")
     now = now or timezone.now()
     with transaction.atomic():
         booking = _transition(
-            booking=booking, actor=actor, channel=channel, action="booking.approve",
-            from_states=[BookingStatus.AWAITING_APPROVAL], to_state=BookingStatus.CONFIRMED, now=now,
+            booking=booking,
+            actor=actor,
+            channel=channel,
+            action="booking.approve",
+            from_states=[BookingStatus.AWAITING_APPROVAL],
+            to_state=BookingStatus.CONFIRMED,
+            now=now,
         )
         transaction.on_commit(lambda: notifications.booking_decided(booking.pk), robust=True)
     return booking
 
 
-def booking_reject(*, actor, booking: Booking, reason: str, channel: str, now: dt.datetime | None = None) -> Booking:
+def booking_reject(
+    *, actor, booking: Booking, reason: str, channel: str, now: dt.datetime | None = None
+) -> Booking:
     _require_operator(actor, "reject")
     now = now or timezone.now()
     if not reason or not reason.strip():
-        raise ServiceError("Say why the booking is rejected (`reason`): the booker sees it.", field="reason")
+        raise ServiceError(
+            "Say why the booking is rejected (`reason`): the booker sees it.", field="reason"
+        )
     with transaction.atomic():
         booking = _transition(
-            booking=booking, actor=actor, channel=channel, action="booking.reject",
-            from_states=[BookingStatus.AWAITING_APPROVAL, BookingStatus.PENDING], to_state=BookingStatus.REJECTED,
-            now=now, rejection_code="operator_rejected", rejection_detail=reason.strip()[:500], decided_at=now,
+            booking=booking,
+            actor=actor,
+            channel=channel,
+            action="booking.reject",
+            from_states=[BookingStatus.AWAITING_APPROVAL, BookingStatus.PENDING],
+            to_state=BookingStatus.REJECTED,
+            now=now,
+            rejection_code="operator_rejected",
+            rejection_detail=reason.strip()[:500],
+            decided_at=now,
         )
         _release_allocations(booking)
         quota_release(booking=booking, now=now, reason="rejected by operator")
@@ -230,7 +317,9 @@ def booking_reject(*, actor, booking: Booking, reason: str, channel: str, now: d
     return booking
 
 
-def booking_check_in(*, actor, booking: Booking, channel: str, now: dt.datetime | None = None) -> Booking:
+def booking_check_in(
+    *, actor, booking: Booking, channel: str, now: dt.datetime | None = None
+) -> Booking:
     now = now or timezone.now()
     check_can_change_booking(actor=actor, booking=booking)
     if now < booking.start - CHECK_IN_EARLY:
@@ -239,41 +328,70 @@ def booking_check_in(*, actor, booking: Booking, channel: str, now: dt.datetime 
             code="too_early",
         )
     if now >= booking.end:
-        raise ServiceError("This booking has ended: it can no longer be checked in.", code="too_late")
+        raise ServiceError(
+            "This booking has ended: it can no longer be checked in.", code="too_late"
+        )
     with transaction.atomic():
         return _transition(
-            booking=booking, actor=actor, channel=channel, action="booking.check_in",
-            from_states=[BookingStatus.CONFIRMED], to_state=BookingStatus.ACTIVE, now=now, actual_start=now,
+            booking=booking,
+            actor=actor,
+            channel=channel,
+            action="booking.check_in",
+            from_states=[BookingStatus.CONFIRMED],
+            to_state=BookingStatus.ACTIVE,
+            now=now,
+            actual_start=now,
         )
 
 
-def _finish(*, booking: Booking, actor, channel: str, action: str, now: dt.datetime, actual_end: dt.datetime) -> Booking:
+def _finish(
+    *, booking: Booking, actor, channel: str, action: str, now: dt.datetime, actual_end: dt.datetime
+) -> Booking:
     booking = _transition(
-        booking=booking, actor=actor, channel=channel, action=action,
-        from_states=[BookingStatus.ACTIVE, BookingStatus.CONFIRMED], to_state=BookingStatus.COMPLETED,
-        now=now, actual_end=actual_end,
+        booking=booking,
+        actor=actor,
+        channel=channel,
+        action=action,
+        from_states=[BookingStatus.ACTIVE, BookingStatus.CONFIRMED],
+        to_state=BookingStatus.COMPLETED,
+        now=now,
+        actual_end=actual_end,
     )
     if actual_end < booking.end:
         # Release the rest of the slot: the unit or devices are free again from now (plus buffer).
         new_end = max(actual_end, booking.start) + buffer_of(booking.resource)
-        Allocation.objects.filter(booking=booking, active=True, start__lt=new_end).update(end=new_end)
+        Allocation.objects.filter(booking=booking, active=True, start__lt=new_end).update(
+            end=new_end
+        )
     used_start = booking.actual_start or booking.start
-    quota_settle(booking=booking, used_start=used_start, used_end=actual_end, now=now, reason="completed")
+    quota_settle(
+        booking=booking, used_start=used_start, used_end=actual_end, now=now, reason="completed"
+    )
     from booking.services.fees import booking_price_set
 
     booking_price_set(booking=booking)
     return booking
 
 
-def booking_check_out(*, actor, booking: Booking, channel: str, now: dt.datetime | None = None) -> Booking:
+def booking_check_out(
+    *, actor, booking: Booking, channel: str, now: dt.datetime | None = None
+) -> Booking:
     now = now or timezone.now()
     check_can_change_booking(actor=actor, booking=booking)
     if booking.status != BookingStatus.ACTIVE:
-        raise Conflict(f"Booking #{booking.pk} is {booking.status}: only a checked-in booking can be checked out.",
-                       code="invalid_state")
+        raise Conflict(
+            f"Booking #{booking.pk} is {booking.status}: only a checked-in booking can be checked out.",
+            code="invalid_state",
+        )
     with transaction.atomic():
-        return _finish(booking=booking, actor=actor, channel=channel, action="booking.check_out", now=now,
-                       actual_end=min(now, booking.end))
+        return _finish(
+            booking=booking,
+            actor=actor,
+            channel=channel,
+            action="booking.check_out",
+            now=now,
+            actual_end=min(now, booking.end),
+        )
 
 
 # --- periodic work (Celery beat) -----------------------------------------------------------
@@ -284,26 +402,42 @@ def bookings_mark_no_shows(*, now: dt.datetime | None = None) -> int:
     now = now or timezone.now()
     done = 0
     candidates = Booking.objects.filter(
-        status=BookingStatus.CONFIRMED, equipment_type__isnull=False, start__lt=now,
+        status=BookingStatus.CONFIRMED,
+        equipment_type__isnull=False,
+        start__lt=now,
     ).select_related("equipment_type")
     for booking in candidates.iterator():
+        assert booking.equipment_type is not None  # filtered on above
         grace = dt.timedelta(minutes=booking.equipment_type.no_show_grace_minutes)
         if booking.start + grace > now:
             continue
         with transaction.atomic():
             try:
                 booking = _transition(
-                    booking=booking, actor=None, channel=Channel.SYSTEM, action="booking.no_show",
-                    from_states=[BookingStatus.CONFIRMED], to_state=BookingStatus.NO_SHOW, now=now,
+                    booking=booking,
+                    actor=None,
+                    channel=Channel.SYSTEM,
+                    action="booking.no_show",
+                    from_states=[BookingStatus.CONFIRMED],
+                    to_state=BookingStatus.NO_SHOW,
+                    now=now,
                 )
             except Conflict:
                 continue
             _release_allocations(booking)
-            quota_settle(booking=booking, used_start=booking.start, used_end=booking.end, now=now, reason="no-show")
+            quota_settle(
+                booking=booking,
+                used_start=booking.start,
+                used_end=booking.end,
+                now=now,
+                reason="no-show",
+            )
             from booking.services.fees import booking_price_set
 
             booking_price_set(booking=booking)
-            transaction.on_commit(lambda pk=booking.pk: notifications.booking_changed(pk, "no_show"), robust=True)
+            transaction.on_commit(
+                functools.partial(notifications.booking_changed, booking.pk, "no_show"), robust=True
+            )
         done += 1
     return done
 
@@ -312,13 +446,21 @@ def bookings_start_pool_sessions(*, now: dt.datetime | None = None) -> int:
     """Accelerator bookings become active at their start: the devices are theirs, no desk to check in at."""
     now = now or timezone.now()
     done = 0
-    for booking in Booking.objects.filter(status=BookingStatus.CONFIRMED, pool__isnull=False, start__lte=now,
-                                          end__gt=now).iterator():
+    for booking in Booking.objects.filter(
+        status=BookingStatus.CONFIRMED, pool__isnull=False, start__lte=now, end__gt=now
+    ).iterator():
         with transaction.atomic():
             try:
-                _transition(booking=booking, actor=None, channel=Channel.SYSTEM, action="booking.start",
-                            from_states=[BookingStatus.CONFIRMED], to_state=BookingStatus.ACTIVE, now=now,
-                            actual_start=booking.start)
+                _transition(
+                    booking=booking,
+                    actor=None,
+                    channel=Channel.SYSTEM,
+                    action="booking.start",
+                    from_states=[BookingStatus.CONFIRMED],
+                    to_state=BookingStatus.ACTIVE,
+                    now=now,
+                    actual_start=booking.start,
+                )
                 done += 1
             except Conflict:
                 continue
@@ -335,8 +477,14 @@ def bookings_complete_ended(*, now: dt.datetime | None = None) -> int:
     for booking in qs.select_related("equipment_type", "pool").iterator():
         with transaction.atomic():
             try:
-                _finish(booking=booking, actor=None, channel=Channel.SYSTEM, action="booking.complete", now=now,
-                        actual_end=booking.actual_end or booking.end)
+                _finish(
+                    booking=booking,
+                    actor=None,
+                    channel=Channel.SYSTEM,
+                    action="booking.complete",
+                    now=now,
+                    actual_end=booking.actual_end or booking.end,
+                )
                 done += 1
             except Conflict:
                 continue
@@ -349,7 +497,8 @@ def bookings_requeue_lost(*, older_than: dt.timedelta, now: dt.datetime | None =
     ids = list(
         Booking.objects.filter(status=BookingStatus.PENDING, created_at__lt=now - older_than)
         .filter(Q(round__isnull=True) | Q(round__allocated_at__isnull=False))
-        .order_by("created_at").values_list("pk", flat=True)[:1000]
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:1000]
     )
     for booking_id in ids:
         _enqueue_allocation(booking_id)

@@ -61,7 +61,9 @@ def decision_wait(booking_id: int, seconds: float) -> str | None:
             finally:
                 pubsub.close()
         except Exception:
-            logger.warning("Redis wait failed for booking %s; polling instead", booking_id, exc_info=True)
+            logger.warning(
+                "Redis wait failed for booking %s; polling instead", booking_id, exc_info=True
+            )
     pause = 0.005
     status = _status(booking_id)
     while status == BookingStatus.PENDING and time.monotonic() < deadline:

@@ -16,7 +16,8 @@ def _recipients(booking: Booking, *, managers: bool) -> list[str]:
     if managers:
         emails.update(
             booking.organization.memberships.filter(role=Role.MANAGER)
-            .exclude(user__email="").values_list("user__email", flat=True)
+            .exclude(user__email="")
+            .values_list("user__email", flat=True)
         )
     return sorted(emails)
 
@@ -26,9 +27,11 @@ def _when(booking: Booking) -> str:
 
 
 def booking_email_send(*, booking_id: int, event: str) -> int:
-    booking = Booking.objects.select_related("organization", "user", "equipment_type", "pool").filter(
-        pk=booking_id
-    ).first()
+    booking = (
+        Booking.objects.select_related("organization", "user", "equipment_type", "pool")
+        .filter(pk=booking_id)
+        .first()
+    )
     if booking is None:
         return 0
     alternatives = "\n".join(f"  - {a['start']} → {a['end']}" for a in booking.alternatives or [])
@@ -47,7 +50,9 @@ def booking_email_send(*, booking_id: int, event: str) -> int:
         managers = True
         window = MaintenanceWindow.objects.filter(pk=int(event.split(":", 1)[1])).first()
         reason = window.reason if window else ""
-        subject = f"[testbed] 예약 #{booking.pk} 점검 일정과 겹침 / maintenance affects your booking"
+        subject = (
+            f"[testbed] 예약 #{booking.pk} 점검 일정과 겹침 / maintenance affects your booking"
+        )
         body = (
             f"{booking.resource_code} ×{booking.quantity}, {_when(booking)}\n"
             f"점검 / maintenance: {reason}\n"
@@ -58,18 +63,24 @@ def booking_email_send(*, booking_id: int, event: str) -> int:
         managers = True
         pool = booking.pool
         assert pool is not None
-        rule = (f"{pool.idle_threshold_pct}% 미만 {pool.idle_minutes}분 / under {pool.idle_threshold_pct}% "
-                f"utilisation for {pool.idle_minutes} min")
+        rule = (
+            f"{pool.idle_threshold_pct}% 미만 {pool.idle_minutes}분 / under {pool.idle_threshold_pct}% "
+            f"utilisation for {pool.idle_minutes} min"
+        )
         if event == "idle_flagged":
             subject = f"[testbed] 예약 #{booking.pk} 유휴 GPU 경고 / idle accelerators flagged"
-            body = (f"{booking.resource_code} ×{booking.quantity}, {_when(booking)}\n유휴 기준 / idle rule: {rule}\n"
-                    f"{pool.idle_grace_minutes}분 안에 사용하지 않으면 남은 시간이 회수됩니다 / unless used within "
-                    f"{pool.idle_grace_minutes} min, the rest of the booking is reclaimed.\n")
+            body = (
+                f"{booking.resource_code} ×{booking.quantity}, {_when(booking)}\n유휴 기준 / idle rule: {rule}\n"
+                f"{pool.idle_grace_minutes}분 안에 사용하지 않으면 남은 시간이 회수됩니다 / unless used within "
+                f"{pool.idle_grace_minutes} min, the rest of the booking is reclaimed.\n"
+            )
         else:
             subject = f"[testbed] 예약 #{booking.pk} 유휴 GPU 회수 / idle accelerators reclaimed"
-            body = (f"{booking.resource_code} ×{booking.quantity}, {_when(booking)}\n유휴 기준 / idle rule: {rule}\n"
-                    "남은 시간은 회수되었고 사용하지 않은 쿼터는 반환되었습니다 / the rest of the booking was "
-                    "released and the unused quota refunded.\n")
+            body = (
+                f"{booking.resource_code} ×{booking.quantity}, {_when(booking)}\n유휴 기준 / idle rule: {rule}\n"
+                "남은 시간은 회수되었고 사용하지 않은 쿼터는 반환되었습니다 / the rest of the booking was "
+                "released and the unused quota refunded.\n"
+            )
     else:
         subject = f"[testbed] 예약 #{booking.pk}: {event}"
         body = f"{booking.resource_code} ×{booking.quantity}, {_when(booking)}\n상태 / status: {booking.status}\n"
@@ -87,20 +98,28 @@ def quota_reminder_email_send(*, grant_id: int, threshold: int, used_hours) -> i
     grant = QuotaGrant.objects.select_related("organization").filter(pk=grant_id).first()
     if grant is None:
         return 0
-    recipients = sorted(set(
-        grant.organization.memberships.filter(role=Role.MANAGER).exclude(user__email="")
-        .values_list("user__email", flat=True)
-    ))
+    recipients = sorted(
+        set(
+            grant.organization.memberships.filter(role=Role.MANAGER)
+            .exclude(user__email="")
+            .values_list("user__email", flat=True)
+        )
+    )
     if not recipients:
         return 0
-    subject = (f"[testbed] 사용 한도 {threshold}% 도달 / quota {threshold}% used: "
-               f"{grant.scope} {grant.period_start}–{grant.period_end}")
+    subject = (
+        f"[testbed] 사용 한도 {threshold}% 도달 / quota {threshold}% used: "
+        f"{grant.scope} {grant.period_start}–{grant.period_end}"
+    )
     body = (
         f"{grant.organization.name}: 할당 #{grant.pk} ({grant.scope}, {grant.period_start}–{grant.period_end})\n"
         f"사용·예약 / used and held: {used_hours:.2f} / {grant.limit_hours:.2f} unit-hours ({threshold}%+)\n"
-        + ("한도를 모두 사용했습니다. 추가 예약은 거절되거나 초과로 표시됩니다 / the grant is used up: further "
-           "bookings are refused (hard) or flagged over quota (soft).\n" if threshold >= 100 else
-           "남은 한도를 확인하고 필요하면 운영자에게 추가 할당을 요청하세요 / check what is left and ask an "
-           "operator for more if you need it.\n")
+        + (
+            "한도를 모두 사용했습니다. 추가 예약은 거절되거나 초과로 표시됩니다 / the grant is used up: further "
+            "bookings are refused (hard) or flagged over quota (soft).\n"
+            if threshold >= 100
+            else "남은 한도를 확인하고 필요하면 운영자에게 추가 할당을 요청하세요 / check what is left and ask an "
+            "operator for more if you need it.\n"
+        )
     )
     return send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)

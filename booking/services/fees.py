@@ -29,7 +29,9 @@ def booking_price(booking: Booking) -> int:
     if booking.status == BookingStatus.NO_SHOW:
         start, end = booking.start, booking.end
     elif booking.status == BookingStatus.CANCELLED:
-        late = booking.cancelled_at and booking.cancelled_at > booking.start - _free_window(resource)
+        late = booking.cancelled_at and booking.cancelled_at > booking.start - _free_window(
+            resource
+        )
         if not late:
             return 0
         start, end = booking.start, booking.end

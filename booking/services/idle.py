@@ -50,7 +50,9 @@ def _max_gap(span: dt.timedelta) -> dt.timedelta:
     return max(MIN_SAMPLE_GAP, min(MAX_SAMPLE_GAP, span / 4))
 
 
-def booking_idle_verdict(*, booking: Booking, since: dt.datetime, now: dt.datetime, threshold_pct: float) -> bool | None:
+def booking_idle_verdict(
+    *, booking: Booking, since: dt.datetime, now: dt.datetime, threshold_pct: float
+) -> bool | None:
     """Was the booking idle over (since, now]? True, False, or None when the samples cannot tell.
 
     True: every device it holds has readings covering the span (from near `since` to near `now`,
@@ -58,14 +60,17 @@ def booking_idle_verdict(*, booking: Booking, since: dt.datetime, now: dt.dateti
     None: a device has no readings, or they leave part of the span uncovered.
     """
     device_ids = set(
-        Allocation.objects.filter(booking=booking, active=True, device__isnull=False).values_list("device_id", flat=True)
+        Allocation.objects.filter(booking=booking, active=True, device__isnull=False).values_list(
+            "device_id", flat=True
+        )
     )
     if not device_ids:
         return None
     stats = {
         row["device_id"]: row
         for row in TelemetrySample.objects.filter(booking=booking, at__gt=since, at__lte=now)
-        .values("device_id").annotate(peak=Max("utilization_pct"), first=Min("at"), last=Max("at"), n=Count("id"))
+        .values("device_id")
+        .annotate(peak=Max("utilization_pct"), first=Min("at"), last=Max("at"), n=Count("id"))
     }
     if any(row["peak"] >= threshold_pct for row in stats.values()):
         return False
@@ -78,8 +83,12 @@ def booking_idle_verdict(*, booking: Booking, since: dt.datetime, now: dt.dateti
     # readings are fetched only here).
     previous: dict[int, dt.datetime] = {}
     for device_id, at in (
-        TelemetrySample.objects.filter(booking=booking, at__gt=since, at__lte=now, device_id__in=device_ids)
-        .order_by("device_id", "at").values_list("device_id", "at").iterator(chunk_size=5000)
+        TelemetrySample.objects.filter(
+            booking=booking, at__gt=since, at__lte=now, device_id__in=device_ids
+        )
+        .order_by("device_id", "at")
+        .values_list("device_id", "at")
+        .iterator(chunk_size=5000)
     ):
         last = previous.get(device_id)
         if last is not None and at - last > gap:
@@ -96,10 +105,21 @@ def _flag(booking: Booking, *, now: dt.datetime, window_start: dt.datetime) -> b
         if updated != 1:
             return False
         pool = _pool_of(booking)
-        audit_record(actor=None, channel=Channel.SYSTEM, action="booking.idle_flag", obj=booking,
-                     data={"threshold_pct": pool.idle_threshold_pct, "idle_minutes": pool.idle_minutes,
-                           "since": window_start.isoformat(), "grace_minutes": pool.idle_grace_minutes})
-        transaction.on_commit(lambda: notifications.booking_changed(booking.pk, "idle_flagged"), robust=True)
+        audit_record(
+            actor=None,
+            channel=Channel.SYSTEM,
+            action="booking.idle_flag",
+            obj=booking,
+            data={
+                "threshold_pct": pool.idle_threshold_pct,
+                "idle_minutes": pool.idle_minutes,
+                "since": window_start.isoformat(),
+                "grace_minutes": pool.idle_grace_minutes,
+            },
+        )
+        transaction.on_commit(
+            lambda: notifications.booking_changed(booking.pk, "idle_flagged"), robust=True
+        )
     return True
 
 
@@ -110,8 +130,15 @@ def _unflag(booking: Booking, *, now: dt.datetime) -> bool:
         ).update(idle_flagged_at=None, updated_at=now)
         if updated != 1:
             return False
-        audit_record(actor=None, channel=Channel.SYSTEM, action="booking.idle_unflag", obj=booking,
-                     data={"flagged_at": booking.idle_flagged_at.isoformat() if booking.idle_flagged_at else ""})
+        audit_record(
+            actor=None,
+            channel=Channel.SYSTEM,
+            action="booking.idle_unflag",
+            obj=booking,
+            data={
+                "flagged_at": booking.idle_flagged_at.isoformat() if booking.idle_flagged_at else ""
+            },
+        )
     return True
 
 
@@ -122,12 +149,18 @@ def bookings_flag_idle(*, now: dt.datetime | None = None) -> dict[str, int]:
     """
     now = now or timezone.now()
     flagged = unflagged = 0
-    candidates = Booking.objects.filter(status=BookingStatus.ACTIVE, pool__isnull=False).select_related("pool")
+    candidates = Booking.objects.filter(
+        status=BookingStatus.ACTIVE, pool__isnull=False
+    ).select_related("pool")
     for booking in candidates.iterator():
         pool = _pool_of(booking)
         if booking.idle_flagged_at is not None:
-            verdict = booking_idle_verdict(booking=booking, since=booking.idle_flagged_at, now=now,
-                                           threshold_pct=pool.idle_threshold_pct)
+            verdict = booking_idle_verdict(
+                booking=booking,
+                since=booking.idle_flagged_at,
+                now=now,
+                threshold_pct=pool.idle_threshold_pct,
+            )
             if verdict is False and _unflag(booking, now=now):
                 unflagged += 1
             continue
@@ -136,37 +169,66 @@ def bookings_flag_idle(*, now: dt.datetime | None = None) -> dict[str, int]:
         window_start = now - dt.timedelta(minutes=pool.idle_minutes)
         if (booking.actual_start or booking.start) > window_start:
             continue  # not running long enough to have been idle that long
-        verdict = booking_idle_verdict(booking=booking, since=window_start, now=now,
-                                       threshold_pct=pool.idle_threshold_pct)
+        verdict = booking_idle_verdict(
+            booking=booking, since=window_start, now=now, threshold_pct=pool.idle_threshold_pct
+        )
         if verdict is True and _flag(booking, now=now, window_start=window_start):
             flagged += 1
     return {"flagged": flagged, "unflagged": unflagged}
 
 
-def booking_reclaim(*, booking: Booking, now: dt.datetime, actor=None, channel: str = Channel.SYSTEM) -> Booking:
+def booking_reclaim(
+    *, booking: Booking, now: dt.datetime, actor=None, channel: str = Channel.SYSTEM
+) -> Booking:
     """Take back an active pool booking's devices from the next slot boundary on and complete it.
 
     The quota hold is released in full and the time used (start to now) consumed; the price is set
     from that. Refuses (Conflict) when the booking is no longer active or no longer flagged.
     """
     with transaction.atomic():
-        locked = Booking.objects.select_for_update(of=("self",)).select_related("pool__center").filter(pk=booking.pk).first()
-        if locked is None or locked.status != BookingStatus.ACTIVE or locked.idle_flagged_at is None:
-            raise Conflict(f"Booking #{booking.pk} is no longer an active idle-flagged booking: nothing to reclaim.",
-                           code="invalid_state")
+        locked = (
+            Booking.objects.select_for_update(of=("self",))
+            .select_related("pool__center")
+            .filter(pk=booking.pk)
+            .first()
+        )
+        if (
+            locked is None
+            or locked.status != BookingStatus.ACTIVE
+            or locked.idle_flagged_at is None
+        ):
+            raise Conflict(
+                f"Booking #{booking.pk} is no longer an active idle-flagged booking: nothing to reclaim.",
+                code="invalid_state",
+            )
         booking = _transition(
-            booking=locked, actor=actor, channel=channel, action="booking.reclaim",
-            from_states=[BookingStatus.ACTIVE], to_state=BookingStatus.COMPLETED, now=now,
-            actual_end=now, reclaimed_at=now,
+            booking=locked,
+            actor=actor,
+            channel=channel,
+            action="booking.reclaim",
+            from_states=[BookingStatus.ACTIVE],
+            to_state=BookingStatus.COMPLETED,
+            now=now,
+            actual_end=now,
+            reclaimed_at=now,
         )
         pool = _pool_of(booking)
         # Bookings start on slot boundaries, so the devices are of use to others from the next one.
         release_at = min(align_up(policy_for(pool), now), booking.end)
-        Allocation.objects.filter(booking=booking, active=True, end__gt=release_at).update(end=release_at)
-        quota_settle(booking=booking, used_start=booking.actual_start or booking.start, used_end=now, now=now,
-                     reason="reclaimed: idle")
+        Allocation.objects.filter(booking=booking, active=True, end__gt=release_at).update(
+            end=release_at
+        )
+        quota_settle(
+            booking=booking,
+            used_start=booking.actual_start or booking.start,
+            used_end=now,
+            now=now,
+            reason="reclaimed: idle",
+        )
         booking_price_set(booking=booking)
-        transaction.on_commit(lambda: notifications.booking_changed(booking.pk, "reclaimed"), robust=True)
+        transaction.on_commit(
+            lambda: notifications.booking_changed(booking.pk, "reclaimed"), robust=True
+        )
     return booking
 
 
@@ -175,15 +237,22 @@ def bookings_reclaim_idle(*, now: dt.datetime | None = None) -> list[int]:
     now = now or timezone.now()
     reclaimed = []
     flagged = Booking.objects.filter(
-        status=BookingStatus.ACTIVE, pool__isnull=False, idle_flagged_at__isnull=False, end__gt=now,
+        status=BookingStatus.ACTIVE,
+        pool__isnull=False,
+        idle_flagged_at__isnull=False,
+        end__gt=now,
     ).select_related("pool")
     for booking in flagged.iterator():
         pool = _pool_of(booking)
         assert booking.idle_flagged_at is not None
         if booking.idle_flagged_at > now - dt.timedelta(minutes=pool.idle_grace_minutes):
             continue
-        verdict = booking_idle_verdict(booking=booking, since=booking.idle_flagged_at, now=now,
-                                       threshold_pct=pool.idle_threshold_pct)
+        verdict = booking_idle_verdict(
+            booking=booking,
+            since=booking.idle_flagged_at,
+            now=now,
+            threshold_pct=pool.idle_threshold_pct,
+        )
         if verdict is not True:
             continue  # busy again (the flag task clears the flag) or unknown: never reclaim on no data
         try:

@@ -21,8 +21,12 @@ AFFECTABLE = [BookingStatus.AWAITING_APPROVAL, BookingStatus.CONFIRMED]
 
 def maintenance_target_for(code: str):
     """An equipment type, pool, unit (by code) or node (by host name)."""
-    for model, field in ((EquipmentType, "code"), (AcceleratorPool, "code"), (EquipmentUnit, "code"),
-                         (Node, "hostname")):
+    for model, field in (
+        (EquipmentType, "code"),
+        (AcceleratorPool, "code"),
+        (EquipmentUnit, "code"),
+        (Node, "hostname"),
+    ):
         found = model.objects.filter(**{field: code}).first()
         if found is not None:
             return found
@@ -43,24 +47,37 @@ def _affected_bookings(window: MaintenanceWindow):
         q &= Q(allocations__unit=target, allocations__active=True)
     else:
         q &= Q(allocations__node=target, allocations__active=True)
-    return Booking.objects.filter(q).distinct().select_related("equipment_type__center", "pool__center")
+    return (
+        Booking.objects.filter(q)
+        .distinct()
+        .select_related("equipment_type__center", "pool__center")
+    )
 
 
-def maintenance_window_create(*, actor, target, start: dt.datetime, end: dt.datetime, reason: str,
-                              channel: str) -> tuple[MaintenanceWindow, list[int]]:
+def maintenance_window_create(
+    *, actor, target, start: dt.datetime, end: dt.datetime, reason: str, channel: str
+) -> tuple[MaintenanceWindow, list[int]]:
     """Create the window; bookings it overlaps are marked affected, offered alternatives, emailed."""
     if end <= start:
         raise ServiceError("The end must be after the start.", field="end")
     if not reason.strip():
-        raise ServiceError("Say what the maintenance is (`reason`): affected bookers see it.", field="reason")
+        raise ServiceError(
+            "Say what the maintenance is (`reason`): affected bookers see it.", field="reason"
+        )
     kwargs = {
-        EquipmentType: "equipment_type", AcceleratorPool: "pool", EquipmentUnit: "unit", Node: "node",
+        EquipmentType: "equipment_type",
+        AcceleratorPool: "pool",
+        EquipmentUnit: "unit",
+        Node: "node",
     }
     field = kwargs[type(target)]
     now = timezone.now()
     with transaction.atomic():
         window = MaintenanceWindow.objects.create(
-            start=start, end=end, reason=reason.strip(), created_by=actor if getattr(actor, "pk", None) else None,
+            start=start,
+            end=end,
+            reason=reason.strip(),
+            created_by=actor if getattr(actor, "pk", None) else None,
             **{field: target},
         )
         affected = []
@@ -69,7 +86,14 @@ def maintenance_window_create(*, actor, target, start: dt.datetime, end: dt.date
             booking.affected_by_maintenance = window
             booking.save(update_fields=["alternatives", "affected_by_maintenance", "updated_at"])
             affected.append(booking.pk)
-        audit_record(actor=actor, channel=channel, action="maintenance.create", obj=window,
-                     data={"target": str(target), "affected_bookings": affected})
-        transaction.on_commit(lambda: notifications.maintenance_affects(affected, window.pk), robust=True)
+        audit_record(
+            actor=actor,
+            channel=channel,
+            action="maintenance.create",
+            obj=window,
+            data={"target": str(target), "affected_bookings": affected},
+        )
+        transaction.on_commit(
+            lambda: notifications.maintenance_affects(affected, window.pk), robust=True
+        )
     return window, affected

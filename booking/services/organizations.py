@@ -20,12 +20,15 @@ def organization_create(*, actor, channel: str, **fields) -> Organization:
             org = Organization.objects.create(**fields)
             audit_record(actor=actor, channel=channel, action="organization.create", obj=org)
     except IntegrityError:
-        raise Conflict("Another organisation has this business registration number.",
-                       field="business_number") from None
+        raise Conflict(
+            "Another organisation has this business registration number.", field="business_number"
+        ) from None
     return org
 
 
-def organization_update(*, actor, organization: Organization, channel: str, **fields) -> Organization:
+def organization_update(
+    *, actor, organization: Organization, channel: str, **fields
+) -> Organization:
     from booking.services.access import is_operator
 
     if not is_operator(actor):
@@ -38,16 +41,31 @@ def organization_update(*, actor, organization: Organization, channel: str, **fi
         try:
             with transaction.atomic():
                 organization.save(update_fields=changed)
-                audit_record(actor=actor, channel=channel, action="organization.update", obj=organization,
-                             data={"fields": changed})
+                audit_record(
+                    actor=actor,
+                    channel=channel,
+                    action="organization.update",
+                    obj=organization,
+                    data={"fields": changed},
+                )
         except IntegrityError:
-            raise Conflict("Another organisation has this business registration number.",
-                           field="business_number") from None
+            raise Conflict(
+                "Another organisation has this business registration number.",
+                field="business_number",
+            ) from None
     return organization
 
 
-def member_add(*, actor, organization: Organization, username: str, email: str, role: str, channel: str,
-               password: str | None = None) -> Membership:
+def member_add(
+    *,
+    actor,
+    organization: Organization,
+    username: str,
+    email: str,
+    role: str,
+    channel: str,
+    password: str | None = None,
+) -> Membership:
     """Add a user to the organisation, creating the account when missing."""
     User = get_user_model()
     with transaction.atomic():
@@ -61,15 +79,20 @@ def member_add(*, actor, organization: Organization, username: str, email: str, 
                     validate_password(password)
                 except ValidationError as exc:
                     raise ServiceError(" ".join(exc.messages), field="password") from None
-            user = User.objects.create_user(username=username, email=email,
-                                            password=password or secrets.token_urlsafe(16))
+            user = User.objects.create_user(
+                username=username, email=email, password=password or secrets.token_urlsafe(16)
+            )
         membership, created = Membership.objects.get_or_create(
             organization=organization, user=user, defaults={"role": role}
         )
         if not created:
             if membership.role == role:
-                raise Conflict(f"{username} is already a {role} of {organization.slug}.", field="username")
+                raise Conflict(
+                    f"{username} is already a {role} of {organization.slug}.", field="username"
+                )
             membership.role = role
             membership.save(update_fields=["role"])
-        audit_record(actor=actor, channel=channel, action="membership.set", obj=membership, to_state=role)
+        audit_record(
+            actor=actor, channel=channel, action="membership.set", obj=membership, to_state=role
+        )
     return membership

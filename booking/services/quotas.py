@@ -58,8 +58,9 @@ def grants_candidates(*, organization_id: int, resource, start: dt.datetime, end
     )
 
 
-def split_by_grant(grants: list[QuotaGrant], resource, quantity: int, start: dt.datetime,
-                   end: dt.datetime) -> list[tuple[QuotaGrant, Decimal]]:
+def split_by_grant(
+    grants: list[QuotaGrant], resource, quantity: int, start: dt.datetime, end: dt.datetime
+) -> list[tuple[QuotaGrant, Decimal]]:
     """Charge each part of [start, end) to the most specific grant whose period covers it.
 
     A booking that straddles two periods charges each for its part; parts no grant covers are
@@ -77,7 +78,9 @@ def split_by_grant(grants: list[QuotaGrant], resource, quantity: int, start: dt.
     charged: dict[int, Decimal] = defaultdict(lambda: ZERO)
     by_pk = {g.pk: g for g in grants}
     for piece_start, piece_end in zip(points, points[1:], strict=False):
-        covering = [g for g in grants if bounds[g.pk][0] <= piece_start and piece_end <= bounds[g.pk][1]]
+        covering = [
+            g for g in grants if bounds[g.pk][0] <= piece_start and piece_end <= bounds[g.pk][1]
+        ]
         if not covering:
             continue
         chosen = min(covering, key=lambda g: (_specificity(g, resource), g.pk))
@@ -103,14 +106,22 @@ def grant_balances(grant_ids) -> dict[int, Balance]:
     rows = (
         QuotaGrant.objects.filter(pk__in=list(grant_ids))
         .annotate(
-            held=Coalesce(Sum("ledger__hours", filter=Q(ledger__kind__in=held_kinds)), Value(ZERO), output_field=dec),
+            held=Coalesce(
+                Sum("ledger__hours", filter=Q(ledger__kind__in=held_kinds)),
+                Value(ZERO),
+                output_field=dec,
+            ),
             consumed=Coalesce(
-                Sum("ledger__hours", filter=~Q(ledger__kind__in=held_kinds)), Value(ZERO), output_field=dec
+                Sum("ledger__hours", filter=~Q(ledger__kind__in=held_kinds)),
+                Value(ZERO),
+                output_field=dec,
             ),
         )
         .values_list("pk", "limit_hours", "held", "consumed")
     )
-    return {pk: Balance(limit=limit, held=held, consumed=consumed) for pk, limit, held, consumed in rows}
+    return {
+        pk: Balance(limit=limit, held=held, consumed=consumed) for pk, limit, held, consumed in rows
+    }
 
 
 def quota_reserve(*, booking: Booking, resource, now: dt.datetime) -> bool:
@@ -120,8 +131,14 @@ def quota_reserve(*, booking: Booking, resource, now: dt.datetime) -> bool:
     soft grant went over; raises QuotaExceeded when a hard grant would go below zero.
     """
     grants = list(
-        grants_candidates(organization_id=booking.organization_id, resource=resource, start=booking.start,
-                          end=booking.end).select_for_update().order_by("pk")
+        grants_candidates(
+            organization_id=booking.organization_id,
+            resource=resource,
+            start=booking.start,
+            end=booking.end,
+        )
+        .select_for_update()
+        .order_by("pk")
     )
     charges = split_by_grant(grants, resource, booking.quantity, booking.start, booking.end)
     if not charges:
@@ -135,8 +152,12 @@ def quota_reserve(*, booking: Booking, resource, now: dt.datetime) -> bool:
                 raise QuotaExceeded(grant=grant, needed=hours, remaining=remaining)
             over = True
     QuotaLedgerEntry.objects.bulk_create(
-        [QuotaLedgerEntry(grant=grant, booking=booking, kind=LedgerKind.HOLD, hours=hours, at=now)
-         for grant, hours in charges]
+        [
+            QuotaLedgerEntry(
+                grant=grant, booking=booking, kind=LedgerKind.HOLD, hours=hours, at=now
+            )
+            for grant, hours in charges
+        ]
     )
     return over
 
@@ -160,53 +181,102 @@ class QuotaExceeded(Exception):
 
 def _held_by_grant(booking: Booking) -> dict[int, Decimal]:
     held: dict[int, Decimal] = defaultdict(lambda: ZERO)
-    for grant_id, hours in booking.ledger.filter(kind__in=[LedgerKind.HOLD, LedgerKind.RELEASE]).values_list(
-        "grant_id", "hours"
-    ):
+    for grant_id, hours in booking.ledger.filter(
+        kind__in=[LedgerKind.HOLD, LedgerKind.RELEASE]
+    ).values_list("grant_id", "hours"):
         held[grant_id] += hours
     return {k: v for k, v in held.items() if v != ZERO}
 
 
-def quota_release(*, booking: Booking, now: dt.datetime, reason: str, hours_factor: Decimal | None = None) -> None:
+def quota_release(
+    *, booking: Booking, now: dt.datetime, reason: str, hours_factor: Decimal | None = None
+) -> None:
     """Give back what the booking still holds (all of it, or a fraction for a partial release)."""
     held = _held_by_grant(booking)
     entries = []
     for grant_id, hours in held.items():
         amount = hours if hours_factor is None else (hours * hours_factor).quantize(FOUR)
         if amount:
-            entries.append(QuotaLedgerEntry(grant_id=grant_id, booking=booking, kind=LedgerKind.RELEASE,
-                                            hours=-amount, reason=reason, at=now))
+            entries.append(
+                QuotaLedgerEntry(
+                    grant_id=grant_id,
+                    booking=booking,
+                    kind=LedgerKind.RELEASE,
+                    hours=-amount,
+                    reason=reason,
+                    at=now,
+                )
+            )
     QuotaLedgerEntry.objects.bulk_create(entries)
 
 
-def quota_settle(*, booking: Booking, used_start: dt.datetime | None, used_end: dt.datetime | None,
-                 now: dt.datetime, reason: str) -> None:
+def quota_settle(
+    *,
+    booking: Booking,
+    used_start: dt.datetime | None,
+    used_end: dt.datetime | None,
+    now: dt.datetime,
+    reason: str,
+) -> None:
     """At completion: release the hold and consume actual use (booked time for a no-show)."""
     quota_release(booking=booking, now=now, reason=reason)
     if used_start is None or used_end is None or used_end <= used_start:
         return
     resource = booking.resource
-    grants = list(grants_candidates(organization_id=booking.organization_id, resource=resource,
-                                    start=used_start, end=used_end).order_by("pk"))
+    grants = list(
+        grants_candidates(
+            organization_id=booking.organization_id,
+            resource=resource,
+            start=used_start,
+            end=used_end,
+        ).order_by("pk")
+    )
     QuotaLedgerEntry.objects.bulk_create(
-        [QuotaLedgerEntry(grant=grant, booking=booking, kind=LedgerKind.CONSUME, hours=hours, reason=reason, at=now)
-         for grant, hours in split_by_grant(grants, resource, booking.quantity, used_start, used_end)]
+        [
+            QuotaLedgerEntry(
+                grant=grant,
+                booking=booking,
+                kind=LedgerKind.CONSUME,
+                hours=hours,
+                reason=reason,
+                at=now,
+            )
+            for grant, hours in split_by_grant(
+                grants, resource, booking.quantity, used_start, used_end
+            )
+        ]
     )
 
 
-def quota_grant_adjust(*, actor, grant: QuotaGrant, hours: Decimal, reason: str, channel: str) -> QuotaLedgerEntry:
+def quota_grant_adjust(
+    *, actor, grant: QuotaGrant, hours: Decimal, reason: str, channel: str
+) -> QuotaLedgerEntry:
     """An operator's correction: positive hours charge the grant, negative give back."""
     if not reason.strip():
-        raise ServiceError("Say why the grant is adjusted: the reason is kept in the ledger.", field="reason")
+        raise ServiceError(
+            "Say why the grant is adjusted: the reason is kept in the ledger.", field="reason"
+        )
     if hours == ZERO:
-        raise ServiceError("An adjustment of zero hours changes nothing: give a positive or negative number.",
-                           field="hours")
+        raise ServiceError(
+            "An adjustment of zero hours changes nothing: give a positive or negative number.",
+            field="hours",
+        )
     with transaction.atomic():
         QuotaGrant.objects.select_for_update().filter(pk=grant.pk).first()
-        entry = QuotaLedgerEntry.objects.create(grant=grant, kind=LedgerKind.ADJUST, hours=hours, reason=reason,
-                                                actor=actor if getattr(actor, "pk", None) else None)
-        audit_record(actor=actor, channel=channel, action="quota.adjust", obj=grant, data={"hours": str(hours),
-                                                                                           "reason": reason})
+        entry = QuotaLedgerEntry.objects.create(
+            grant=grant,
+            kind=LedgerKind.ADJUST,
+            hours=hours,
+            reason=reason,
+            actor=actor if getattr(actor, "pk", None) else None,
+        )
+        audit_record(
+            actor=actor,
+            channel=channel,
+            action="quota.adjust",
+            obj=grant,
+            data={"hours": str(hours), "reason": reason},
+        )
     return entry
 
 
@@ -215,11 +285,17 @@ def annotate_balances(queryset):
     dec = DecimalField(max_digits=20, decimal_places=4)
     held_kinds = [LedgerKind.HOLD, LedgerKind.RELEASE]
     return queryset.annotate(
-        held_hours=Coalesce(Sum("ledger__hours", filter=Q(ledger__kind__in=held_kinds)), Value(ZERO), output_field=dec),
-        consumed_hours=Coalesce(Sum("ledger__hours", filter=~Q(ledger__kind__in=held_kinds)), Value(ZERO),
-                                output_field=dec),
+        held_hours=Coalesce(
+            Sum("ledger__hours", filter=Q(ledger__kind__in=held_kinds)),
+            Value(ZERO),
+            output_field=dec,
+        ),
+        consumed_hours=Coalesce(
+            Sum("ledger__hours", filter=~Q(ledger__kind__in=held_kinds)),
+            Value(ZERO),
+            output_field=dec,
+        ),
     )
-
 
 
 def _check_scope(scope: str) -> None:
@@ -227,9 +303,14 @@ def _check_scope(scope: str) -> None:
 
     if scope == "*":
         return
-    if not (EquipmentType.objects.filter(code=scope).exists() or AcceleratorPool.objects.filter(code=scope).exists()
-            or Center.objects.filter(code=scope).exists()):
-        raise ServiceError(f"Scope {scope!r} is neither a resource code, a centre code nor '*'.", field="scope")
+    if not (
+        EquipmentType.objects.filter(code=scope).exists()
+        or AcceleratorPool.objects.filter(code=scope).exists()
+        or Center.objects.filter(code=scope).exists()
+    ):
+        raise ServiceError(
+            f"Scope {scope!r} is neither a resource code, a centre code nor '*'.", field="scope"
+        )
 
 
 def quota_grant_create(*, actor, channel: str, **fields) -> QuotaGrant:
@@ -238,8 +319,13 @@ def quota_grant_create(*, actor, channel: str, **fields) -> QuotaGrant:
         raise ServiceError("The period must end on or after its start.", field="period_end")
     with transaction.atomic():
         grant = QuotaGrant.objects.create(**fields)
-        audit_record(actor=actor, channel=channel, action="quota.grant", obj=grant,
-                     data={"limit_hours": str(grant.limit_hours), "scope": grant.scope})
+        audit_record(
+            actor=actor,
+            channel=channel,
+            action="quota.grant",
+            obj=grant,
+            data={"limit_hours": str(grant.limit_hours), "scope": grant.scope},
+        )
     return grant
 
 
@@ -255,6 +341,11 @@ def quota_grant_update(*, actor, grant: QuotaGrant, channel: str, **fields) -> Q
             raise ServiceError("The period must end on or after its start.", field="period_end")
         if changed:
             grant.save(update_fields=changed)
-            audit_record(actor=actor, channel=channel, action="quota.update", obj=grant,
-                         data={k: str(fields[k]) for k in changed})
+            audit_record(
+                actor=actor,
+                channel=channel,
+                action="quota.update",
+                obj=grant,
+                data={k: str(fields[k]) for k in changed},
+            )
     return grant

@@ -31,7 +31,8 @@ def resource_for_code(code: str) -> Resource:
     if resource is None:
         raise ServiceError(
             f"No equipment type or pool has the code {code!r}: see GET /api/v1/equipment-types and /api/v1/pools.",
-            code="invalid", field="resource",
+            code="invalid",
+            field="resource",
         )
     return resource
 
@@ -52,14 +53,18 @@ def policy_for(resource: Resource) -> Policy:
 
 
 def buffer_of(resource: Resource) -> dt.timedelta:
-    return dt.timedelta(minutes=resource.buffer_minutes if isinstance(resource, EquipmentType) else 0)
+    return dt.timedelta(
+        minutes=resource.buffer_minutes if isinstance(resource, EquipmentType) else 0
+    )
 
 
 def resource_maintenance(resource: Resource, start: dt.datetime, end: dt.datetime) -> list[tuple]:
     """Maintenance windows on the whole type or pool overlapping [start, end)."""
     q = Q(equipment_type=resource) if isinstance(resource, EquipmentType) else Q(pool=resource)
     return list(
-        MaintenanceWindow.objects.filter(q, start__lt=end, end__gt=start).values_list("start", "end", "reason")
+        MaintenanceWindow.objects.filter(q, start__lt=end, end__gt=start).values_list(
+            "start", "end", "reason"
+        )
     )
 
 
@@ -75,43 +80,64 @@ def _busy_map(allocations, key: str, windows, extra: dict) -> dict[int, list[tup
     return busy
 
 
-def unit_states(equipment_type: EquipmentType, start: dt.datetime, end: dt.datetime, *,
-                exclude_booking: int | None = None) -> list[UnitState]:
+def unit_states(
+    equipment_type: EquipmentType,
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    exclude_booking: int | None = None,
+) -> list[UnitState]:
     """Every bookable unit with what holds it in [start, end): allocations and maintenance."""
     units = list(
         EquipmentUnit.objects.filter(equipment_type=equipment_type, status=UnitStatus.ACTIVE)
-        .order_by("pk").values_list("pk", flat=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)
     )
     allocs = Allocation.objects.filter(unit__in=units, active=True, start__lt=end, end__gt=start)
     if exclude_booking:
         allocs = allocs.exclude(booking_id=exclude_booking)
-    windows = MaintenanceWindow.objects.filter(unit__in=units, start__lt=end, end__gt=start).values_list(
-        "unit_id", "start", "end"
-    )
+    windows = MaintenanceWindow.objects.filter(
+        unit__in=units, start__lt=end, end__gt=start
+    ).values_list("unit_id", "start", "end")
     busy = _busy_map(allocs.values_list("unit_id", "start", "end"), "unit", windows, {})
     return [UnitState(id=pk, busy=tuple(busy.get(pk, ()))) for pk in units]
 
 
-def node_states(pool: AcceleratorPool, start: dt.datetime, end: dt.datetime, *,
-                exclude_booking: int | None = None) -> list[NodeState]:
+def node_states(
+    pool: AcceleratorPool,
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    exclude_booking: int | None = None,
+) -> list[NodeState]:
     """Every bookable node with its devices and what holds each in [start, end)."""
     rows = list(
-        Device.objects.filter(node__pool=pool, node__status=NodeStatus.ACTIVE, status=DeviceStatus.ACTIVE)
-        .order_by("node_id", "pk").values_list("node_id", "pk")
+        Device.objects.filter(
+            node__pool=pool, node__status=NodeStatus.ACTIVE, status=DeviceStatus.ACTIVE
+        )
+        .order_by("node_id", "pk")
+        .values_list("node_id", "pk")
     )
     device_ids = [pk for _node, pk in rows]
     devices_of_node: dict[int, list[int]] = defaultdict(list)
     for node_id, pk in rows:
         devices_of_node[node_id].append(pk)
-    allocs = Allocation.objects.filter(device__in=device_ids, active=True, start__lt=end, end__gt=start)
+    allocs = Allocation.objects.filter(
+        device__in=device_ids, active=True, start__lt=end, end__gt=start
+    )
     if exclude_booking:
         allocs = allocs.exclude(booking_id=exclude_booking)
     windows = MaintenanceWindow.objects.filter(
         node__pool=pool, start__lt=end, end__gt=start
     ).values_list("node_id", "start", "end")
-    busy = _busy_map(allocs.values_list("device_id", "start", "end"), "device", windows, devices_of_node)
+    busy = _busy_map(
+        allocs.values_list("device_id", "start", "end"), "device", windows, devices_of_node
+    )
     return [
-        NodeState(id=node_id, devices=tuple(DeviceState(id=pk, busy=tuple(busy.get(pk, ()))) for pk in pks))
+        NodeState(
+            id=node_id,
+            devices=tuple(DeviceState(id=pk, busy=tuple(busy.get(pk, ()))) for pk in pks),
+        )
         for node_id, pks in devices_of_node.items()
     ]
 
@@ -119,7 +145,9 @@ def node_states(pool: AcceleratorPool, start: dt.datetime, end: dt.datetime, *,
 def capacity_of(resource: Resource) -> tuple[int, list[int]]:
     """(how many units or devices can be booked, the device count of each node)."""
     if isinstance(resource, EquipmentType):
-        return EquipmentUnit.objects.filter(equipment_type=resource, status=UnitStatus.ACTIVE).count(), []
+        return EquipmentUnit.objects.filter(
+            equipment_type=resource, status=UnitStatus.ACTIVE
+        ).count(), []
     sizes: dict[int, int] = defaultdict(int)
     for node_id in Device.objects.filter(
         node__pool=resource, node__status=NodeStatus.ACTIVE, status=DeviceStatus.ACTIVE

@@ -36,7 +36,9 @@ def _week_bounds(moment: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     return start, start + dt.timedelta(days=7)
 
 
-def round_for_request(*, pool: AcceleratorPool, start: dt.datetime, now: dt.datetime) -> ContestedRound | None:
+def round_for_request(
+    *, pool: AcceleratorPool, start: dt.datetime, now: dt.datetime
+) -> ContestedRound | None:
     """The open round this request joins, or None for first come, first served."""
     if pool.contested_lead_days is None:
         return None
@@ -50,31 +52,53 @@ def round_for_request(*, pool: AcceleratorPool, start: dt.datetime, now: dt.date
     return contested if contested.allocated_at is None else None
 
 
-def _standings(round_: ContestedRound, bookings: list[Booking], now: dt.datetime) -> dict[int, Standing]:
+def _standings(
+    round_: ContestedRound, bookings: list[Booking], now: dt.datetime
+) -> dict[int, Standing]:
     standings: dict[int, Standing] = {}
     for org_id in {b.organization_id for b in bookings}:
-        grants = list(grants_candidates(organization_id=org_id, resource=round_.pool, start=round_.window_start,
-                                        end=round_.window_end).order_by("pk"))
+        grants = list(
+            grants_candidates(
+                organization_id=org_id,
+                resource=round_.pool,
+                start=round_.window_start,
+                end=round_.window_end,
+            ).order_by("pk")
+        )
         if not grants:
             standings[org_id] = Standing(remaining_hours=None, recent_use_ratio=1.0)
             continue
         # The most specific grant covering the window's start speaks for the organisation.
-        grant = min(grants, key=lambda g: (0 if g.scope == round_.pool.code else 1 if g.scope != "*" else 2, g.pk))
+        grant = min(
+            grants,
+            key=lambda g: (0 if g.scope == round_.pool.code else 1 if g.scope != "*" else 2, g.pk),
+        )
         balance = grant_balances([grant.pk])[grant.pk]
         recent = QuotaLedgerEntry.objects.filter(
             grant=grant, kind__in=[LedgerKind.CONSUME, LedgerKind.ADJUST], at__gte=now - RECENT
         ).aggregate(total=Sum("hours"))["total"] or Decimal(0)
         ratio = float(recent / grant.limit_hours) if grant.limit_hours else 1.0
-        standings[org_id] = Standing(remaining_hours=float(balance.remaining), recent_use_ratio=ratio)
+        standings[org_id] = Standing(
+            remaining_hours=float(balance.remaining), recent_use_ratio=ratio
+        )
     return standings
 
 
 def round_standing(round_: ContestedRound, *, now: dt.datetime | None = None) -> list[Ranked]:
     """Where each waiting request stands now (the order the cutoff would use)."""
     now = now or timezone.now()
-    bookings = list(Booking.objects.filter(round=round_, status="pending").order_by("created_at", "pk"))
-    claims = [Claim(booking_id=b.pk, organization_id=b.organization_id,
-                    hours=float(hours_of(b.quantity, b.start, b.end)), submitted_at=b.created_at) for b in bookings]
+    bookings = list(
+        Booking.objects.filter(round=round_, status="pending").order_by("created_at", "pk")
+    )
+    claims = [
+        Claim(
+            booking_id=b.pk,
+            organization_id=b.organization_id,
+            hours=float(hours_of(b.quantity, b.start, b.end)),
+            submitted_at=b.created_at,
+        )
+        for b in bookings
+    ]
     return fair_share_order(claims, _standings(round_, bookings, now))
 
 
@@ -84,9 +108,13 @@ def rounds_allocate_due(*, now: dt.datetime | None = None) -> int:
 
     now = now or timezone.now()
     placed = 0
-    for round_ in ContestedRound.objects.filter(cutoff_at__lte=now, allocated_at__isnull=True).select_related("pool"):
+    for round_ in ContestedRound.objects.filter(
+        cutoff_at__lte=now, allocated_at__isnull=True
+    ).select_related("pool"):
         with transaction.atomic():
-            claimed = ContestedRound.objects.filter(pk=round_.pk, allocated_at__isnull=True).update(allocated_at=now)
+            claimed = ContestedRound.objects.filter(pk=round_.pk, allocated_at__isnull=True).update(
+                allocated_at=now
+            )
         if claimed != 1:
             continue  # another beat run took it
         for ranked in round_standing(round_, now=now):

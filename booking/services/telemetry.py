@@ -80,12 +80,12 @@ def node_authenticate(*, authorization: str) -> Node:
             "Send the node key as `Authorization: Bearer tbn_<hostname>_<secret>` "
             "(an operator makes one with `manage.py node_key <hostname>`)."
         )
-    if not raw_key.startswith(NODE_KEY_PREFIX) or "_" not in raw_key[len(NODE_KEY_PREFIX):]:
+    if not raw_key.startswith(NODE_KEY_PREFIX) or "_" not in raw_key[len(NODE_KEY_PREFIX) :]:
         raise _not_authenticated(
             "This endpoint takes a node key (tbn_…), not a user token or API key: run the node agent "
             "with the key from `manage.py node_key <hostname>`."
         )
-    hostname = raw_key[len(NODE_KEY_PREFIX):].rsplit("_", 1)[0]
+    hostname = raw_key[len(NODE_KEY_PREFIX) :].rsplit("_", 1)[0]
     node = Node.objects.select_related("pool").filter(hostname=hostname).first()
     stored = node.agent_key_hash if node is not None else ""
     # Compare even when the node is unknown or keyless, so timing says nothing about host names.
@@ -115,7 +115,8 @@ class _BatchErrors:
         first_key, first = next(iter(self.errors.items()))
         raise ServiceError(
             f"The batch was refused and nothing was stored: {first_key}: {first[0]}",
-            code="invalid", extra={"errors": self.errors},
+            code="invalid",
+            extra={"errors": self.errors},
         )
 
 
@@ -130,7 +131,9 @@ def _number(value: Any) -> float | None:
 def _device_index(node: Node) -> dict[str, int]:
     """`device` values an agent may send for this node's devices → device id (index or UUID)."""
     keys: dict[str, int] = {}
-    for device_id, index, device_uuid in Device.objects.filter(node=node).values_list("id", "index", "uuid"):
+    for device_id, index, device_uuid in Device.objects.filter(node=node).values_list(
+        "id", "index", "uuid"
+    ):
         keys[str(index)] = device_id
         keys[str(device_uuid)] = device_id
     return keys
@@ -149,7 +152,7 @@ def _device_key(value: Any) -> str | None:
     # NVML writes UUIDs as GPU-xxxxxxxx-… (MIG-… for partitions).
     for prefix in ("GPU-", "MIG-"):
         if text.upper().startswith(prefix):
-            text = text[len(prefix):]
+            text = text[len(prefix) :]
     try:
         return str(uuid.UUID(text))
     except ValueError:
@@ -183,24 +186,40 @@ def check_samples(*, node: Node, samples: Any, now: dt.datetime) -> list[Telemet
         key = _device_key(sample.get("device"))
         device_id = devices.get(key) if key is not None else None
         if device_id is None:
-            errors.add(i, "device", f"Device {sample.get('device')!r} is not a device of node {node.hostname}: "
-                                    "send its index on the node or its UUID.")
+            errors.add(
+                i,
+                "device",
+                f"Device {sample.get('device')!r} is not a device of node {node.hostname}: "
+                "send its index on the node or its UUID.",
+            )
         raw_at = sample.get("at")
         at = None
         if not isinstance(raw_at, str):
-            errors.add(i, "at", "Give `at` as an ISO 8601 time with an offset, e.g. 2026-12-01T09:00:00+09:00.")
+            errors.add(
+                i,
+                "at",
+                "Give `at` as an ISO 8601 time with an offset, e.g. 2026-12-01T09:00:00+09:00.",
+            )
         else:
             try:
                 at = parse(raw_at)
             except ValueError:
-                errors.add(i, "at", f"{raw_at!r} is not an ISO 8601 time: e.g. 2026-12-01T09:00:00+09:00.")
+                errors.add(
+                    i, "at", f"{raw_at!r} is not an ISO 8601 time: e.g. 2026-12-01T09:00:00+09:00."
+                )
             else:
                 if at.tzinfo is None or at.utcoffset() is None:
-                    errors.add(i, "at", f"{raw_at!r} has no offset: add one, e.g. +00:00 or +09:00.")
+                    errors.add(
+                        i, "at", f"{raw_at!r} has no offset: add one, e.g. +00:00 or +09:00."
+                    )
                     at = None
                 elif at > latest:
-                    errors.add(i, "at", f"{raw_at!r} is in the future by this server's clock: check the node's "
-                                        "clock (NTP).")
+                    errors.add(
+                        i,
+                        "at",
+                        f"{raw_at!r} is in the future by this server's clock: check the node's "
+                        "clock (NTP).",
+                    )
                     at = None
         utilization = _number(sample.get("utilization_pct"))
         if utilization is None or not 0 <= utilization <= 100:
@@ -217,17 +236,30 @@ def check_samples(*, node: Node, samples: Any, now: dt.datetime) -> list[Telemet
             extra[name] = number
         if errors.errors or device_id is None or at is None or utilization is None:
             continue
-        rows.append(TelemetrySample(device_id=device_id, node_id=node_id, at=at, utilization_pct=utilization,
-                                    received_at=now, **extra))
+        rows.append(
+            TelemetrySample(
+                device_id=device_id,
+                node_id=node_id,
+                at=at,
+                utilization_pct=utilization,
+                received_at=now,
+                **extra,
+            )
+        )
     errors.raise_if_any()
     return rows
 
 
-def _holders(device_ids: Sequence[int], start: dt.datetime, end: dt.datetime) -> dict[int, tuple[list, list]]:
+def _holders(
+    device_ids: Sequence[int], start: dt.datetime, end: dt.datetime
+) -> dict[int, tuple[list, list]]:
     """Per device: (sorted starts, [(end, booking id)]) of the active allocations meeting [start, end]."""
     spans: dict[int, list[tuple[dt.datetime, dt.datetime, int]]] = defaultdict(list)
     for device_id, a_start, a_end, booking_id in Allocation.objects.filter(
-        device_id__in=list(device_ids), active=True, start__lte=end, end__gt=start,
+        device_id__in=list(device_ids),
+        active=True,
+        start__lte=end,
+        end__gt=start,
     ).values_list("device_id", "start", "end", "booking_id"):
         spans[device_id].append((a_start, a_end, booking_id))
     out: dict[int, tuple[list, list]] = {}

@@ -10,10 +10,16 @@ def _search(queryset, name, value):
     if not value:
         return queryset
     return queryset.filter(
-        Q(code__icontains=value) | Q(name__icontains=value) | Q(name_en__icontains=value)
-        | Q(category__icontains=value) if queryset.model is EquipmentType
-        else Q(code__icontains=value) | Q(name__icontains=value) | Q(name_en__icontains=value)
-        | Q(accelerator__icontains=value) | Q(vendor__icontains=value)
+        Q(code__icontains=value)
+        | Q(name__icontains=value)
+        | Q(name_en__icontains=value)
+        | Q(category__icontains=value)
+        if queryset.model is EquipmentType
+        else Q(code__icontains=value)
+        | Q(name__icontains=value)
+        | Q(name_en__icontains=value)
+        | Q(accelerator__icontains=value)
+        | Q(vendor__icontains=value)
     )
 
 
@@ -21,7 +27,9 @@ class EquipmentTypeFilter(django_filters.FilterSet):
     center = django_filters.CharFilter(field_name="center__code", help_text="Centre code.")
     field = django_filters.ChoiceFilter(choices=Field.choices)
     phase = django_filters.TypedChoiceFilter(choices=Phase.choices, coerce=int)
-    search = django_filters.CharFilter(method=_search, help_text="Code, Korean or English name, category.")
+    search = django_filters.CharFilter(
+        method=_search, help_text="Code, Korean or English name, category."
+    )
     requires_approval = django_filters.BooleanFilter()
 
     class Meta:
@@ -33,7 +41,9 @@ class PoolFilter(django_filters.FilterSet):
     center = django_filters.CharFilter(field_name="center__code", help_text="Centre code.")
     kind = django_filters.ChoiceFilter(choices=AcceleratorKind.choices)
     vendor = django_filters.CharFilter(lookup_expr="iexact")
-    search = django_filters.CharFilter(method=_search, help_text="Code, name, accelerator or vendor.")
+    search = django_filters.CharFilter(
+        method=_search, help_text="Code, name, accelerator or vendor."
+    )
 
     class Meta:
         model = AcceleratorPool

@@ -19,7 +19,9 @@ class ModelRulesMixin:
             setattr(instance, key, value)
         try:
             instance.clean()
-            instance.clean_fields(exclude=[f.name for f in model._meta.fields if f.name not in attrs])
+            instance.clean_fields(
+                exclude=[f.name for f in model._meta.fields if f.name not in attrs]
+            )
             instance.validate_constraints()
         except DjangoValidationError as exc:
             errors = dict(exc.message_dict)
@@ -42,11 +44,30 @@ class EquipmentTypeSerializer(ModelRulesMixin, serializers.ModelSerializer):
     class Meta:
         model = EquipmentType
         fields = [
-            "code", "name", "name_en", "center", "field", "phase", "category", "operating_mode",
-            "placeholder", "units_count", "slot_minutes", "min_minutes", "max_minutes",
-            "min_lead_minutes", "max_lead_days", "buffer_minutes", "opens_at", "closes_at",
-            "open_weekdays", "requires_approval", "requires_qualification", "hourly_rate",
-            "description", "specs",
+            "code",
+            "name",
+            "name_en",
+            "center",
+            "field",
+            "phase",
+            "category",
+            "operating_mode",
+            "placeholder",
+            "units_count",
+            "slot_minutes",
+            "min_minutes",
+            "max_minutes",
+            "min_lead_minutes",
+            "max_lead_days",
+            "buffer_minutes",
+            "opens_at",
+            "closes_at",
+            "open_weekdays",
+            "requires_approval",
+            "requires_qualification",
+            "hourly_rate",
+            "description",
+            "specs",
         ]
 
     def validate_field(self, value: str) -> str:
@@ -70,11 +91,31 @@ class PoolSerializer(ModelRulesMixin, serializers.ModelSerializer):
     class Meta:
         model = AcceleratorPool
         fields = [
-            "code", "name", "name_en", "center", "accelerator", "vendor", "kind", "partition_kind",
-            "memory_gb", "placeholder", "nodes_count", "devices_per_node", "devices_count",
-            "slot_minutes", "min_minutes", "max_minutes", "min_lead_minutes", "max_lead_days",
-            "opens_at", "closes_at", "open_weekdays", "requires_approval", "requires_qualification",
-            "hourly_rate", "description",
+            "code",
+            "name",
+            "name_en",
+            "center",
+            "accelerator",
+            "vendor",
+            "kind",
+            "partition_kind",
+            "memory_gb",
+            "placeholder",
+            "nodes_count",
+            "devices_per_node",
+            "devices_count",
+            "slot_minutes",
+            "min_minutes",
+            "max_minutes",
+            "min_lead_minutes",
+            "max_lead_days",
+            "opens_at",
+            "closes_at",
+            "open_weekdays",
+            "requires_approval",
+            "requires_qualification",
+            "hourly_rate",
+            "description",
         ]
 
     def get_devices_per_node(self, obj: AcceleratorPool) -> int:
@@ -103,7 +144,7 @@ class MaintenanceWindowSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "resource_kind", "created_at"]
 
     def get_resource_kind(self, obj: MaintenanceWindow) -> str:
-        return obj.target._meta.model_name  # type: ignore[union-attr]
+        return obj.target._meta.model_name or ""
 
     def to_representation(self, instance):
         data = super().to_representation(instance)

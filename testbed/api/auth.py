@@ -24,7 +24,9 @@ class BearerTokenAuthentication(TokenAuthentication):
         try:
             key = auth[1].decode()
         except UnicodeError:
-            raise exceptions.AuthenticationFailed("The token has characters a token never has.") from None
+            raise exceptions.AuthenticationFailed(
+                "The token has characters a token never has."
+            ) from None
         if key.startswith("tbk_"):
             from booking.services.api_keys import api_key_authenticate
 

@@ -52,7 +52,7 @@ class ProblemError(exceptions.APIException):
         self.field = field
         self.extra = extra or {}
         if status_code is not None:
-            self.status_code = status_code
+            self.status_code = status_code  # type: ignore[assignment]
 
 
 def _flatten(detail: Any) -> dict[str, list[str]]:
@@ -86,7 +86,12 @@ def _first_code(codes: Any) -> str:
 
 
 def problem_response(
-    *, status_code: int, code: str, detail: str, errors: dict | None = None, extra: dict | None = None,
+    *,
+    status_code: int,
+    code: str,
+    detail: str,
+    errors: dict | None = None,
+    extra: dict | None = None,
     headers: dict | None = None,
 ) -> Response:
     body = {
@@ -105,8 +110,11 @@ def problem_response(
 def problem_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, ServiceError):
         return problem_response(
-            status_code=exc.status, code=exc.code, detail=exc.message,
-            errors={exc.field: [exc.message]} if exc.field else {}, extra=exc.extra,
+            status_code=exc.status,
+            code=exc.code,
+            detail=exc.message,
+            errors={exc.field: [exc.message]} if exc.field else {},
+            extra=exc.extra,
         )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
@@ -115,24 +123,42 @@ def problem_exception_handler(exc: Exception, context: dict) -> Response | None:
     response = exception_handler(exc, context)
     if response is None or not isinstance(exc, exceptions.APIException):
         return response
-    headers = {k: v for k, v in response.items() if k in {"WWW-Authenticate", "Retry-After", "Allow"}}
+    headers = {
+        k: v for k, v in response.items() if k in {"WWW-Authenticate", "Retry-After", "Allow"}
+    }
     if isinstance(exc, ProblemError):
         errors = {exc.field: [str(exc.detail)]} if exc.field else {}
         return problem_response(
-            status_code=exc.status_code, code=exc.code, detail=str(exc.detail), errors=errors,
-            extra=exc.extra, headers=headers,
+            status_code=exc.status_code,
+            code=exc.code,
+            detail=str(exc.detail),
+            errors=errors,
+            extra=exc.extra,
+            headers=headers,
         )
     if isinstance(exc, exceptions.ValidationError):
         errors = _flatten(exc.detail)
         code = _first_code(exc.get_codes())
-        if code in {"invalid", "required", "null", "blank", "does_not_exist", "incorrect_type"} or not code:
+        if (
+            code in {"invalid", "required", "null", "blank", "does_not_exist", "incorrect_type"}
+            or not code
+        ):
             code = "invalid"
         fields = ", ".join(k for k in errors if k != "non_field_errors")
         first = next(iter(errors.values()))[0] if errors else "The request is not valid."
         detail = f"Check the field(s) {fields}: {first}" if fields else first
-        return problem_response(status_code=400, code=code, detail=detail, errors=errors, headers=headers)
-    code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
+        return problem_response(
+            status_code=400, code=code, detail=detail, errors=errors, headers=headers
+        )
+    codes = exc.get_codes()
+    code = codes if isinstance(codes, str) else str(exc.default_code)
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
-        code = "not_authenticated" if isinstance(exc, exceptions.NotAuthenticated) else "authentication_failed"
+        code = (
+            "not_authenticated"
+            if isinstance(exc, exceptions.NotAuthenticated)
+            else "authentication_failed"
+        )
     detail = str(exc.detail) if not isinstance(exc.detail, (list, dict)) else "Error."
-    return problem_response(status_code=response.status_code, code=str(code), detail=detail, headers=headers)
+    return problem_response(
+        status_code=response.status_code, code=str(code), detail=detail, headers=headers
+    )

@@ -12,8 +12,17 @@ from bench import trace_replay as tr
 
 NODE_HEADER = ["sn", "cpu_milli", "memory_mib", "gpu", "model"]
 POD_HEADER = [
-    "name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli", "gpu_spec", "qos", "pod_phase",
-    "creation_time", "deletion_time", "scheduled_time",
+    "name",
+    "cpu_milli",
+    "memory_mib",
+    "num_gpu",
+    "gpu_milli",
+    "gpu_spec",
+    "qos",
+    "pod_phase",
+    "creation_time",
+    "deletion_time",
+    "scheduled_time",
 ]
 
 
@@ -27,9 +36,17 @@ def write_trace(folder: Path, nodes: list[tuple[str, int]], pods: list[dict]) ->
         out = csv.DictWriter(fh, POD_HEADER)
         out.writeheader()
         for i, pod in enumerate(pods):
-            row = {"name": f"pod-{i:04d}", "cpu_milli": 1000, "memory_mib": 1024, "num_gpu": 1,
-                   "gpu_milli": 1000, "gpu_spec": "", "qos": "LS", "pod_phase": "Running",
-                   "scheduled_time": pod.get("creation_time", "")}
+            row = {
+                "name": f"pod-{i:04d}",
+                "cpu_milli": 1000,
+                "memory_mib": 1024,
+                "num_gpu": 1,
+                "gpu_milli": 1000,
+                "gpu_spec": "",
+                "qos": "LS",
+                "pod_phase": "Running",
+                "scheduled_time": pod.get("creation_time", ""),
+            }
             row.update(pod)
             out.writerow(row)
     return folder
@@ -45,10 +62,15 @@ def busy_trace(tmp_path: Path) -> tr.Trace:
     for _ in range(160):
         clock += rng.randint(0, 40)
         gpus = rng.choice([1, 1, 1, 1, 1, 2, 4, 8])
-        pods.append({"num_gpu": gpus, "creation_time": clock,
-                     "deletion_time": clock + rng.randint(1, 400),
-                     "gpu_milli": rng.choice([1000, 500]) if gpus == 1 else 1000,
-                     "gpu_spec": rng.choice(["", "", "A", "B", "A|B"])})
+        pods.append(
+            {
+                "num_gpu": gpus,
+                "creation_time": clock,
+                "deletion_time": clock + rng.randint(1, 400),
+                "gpu_milli": rng.choice([1000, 500]) if gpus == 1 else 1000,
+                "gpu_spec": rng.choice(["", "", "A", "B", "A|B"]),
+            }
+        )
     pods += [
         {"num_gpu": 0, "gpu_milli": 0, "creation_time": 5, "deletion_time": 50},
         {"num_gpu": 1, "creation_time": 9, "deletion_time": 9},
@@ -72,15 +94,19 @@ def test_it_never_double_books_a_device_in_any_policy(busy_trace):
                 by_device.setdefault(d, []).append((start, end))
         for windows in by_device.values():
             for i, (s1, e1) in enumerate(windows):
-                for s2, e2 in windows[i + 1:]:
+                for s2, e2 in windows[i + 1 :]:
                     assert not (s1 < e2 and s2 < e1)
         assert result.mismatches == 0  # whole-pool calls agree with the replay's narrowed calls
 
 
 def test_it_keeps_every_metric_within_0_and_1(busy_trace):
     for result in tr.run(busy_trace, [1], seed=0, verify_every=0):
-        for value in (result.placement_rate, result.gpu_hours_rate, result.utilisation,
-                      result.fragmentation):
+        for value in (
+            result.placement_rate,
+            result.gpu_hours_rate,
+            result.utilisation,
+            result.fragmentation,
+        ):
             assert 0.0 <= value <= 1.0
         assert result.placed + result.rejected_capacity + result.rejected_fragmentation == (
             result.requested
@@ -99,7 +125,10 @@ def test_it_counts_skipped_rows_by_reason(busy_trace):
 
     assert result.skipped["no node of its gpu_spec models in this cluster"] == 1
     too_big = sum(1 for r in busy_trace.requests if r.pools == ("B",) and r.gpus > 4)
-    assert too_big and result.skipped["needs more GPUs than any one node of its pools (multi-node)"] == too_big
+    assert (
+        too_big
+        and result.skipped["needs more GPUs than any one node of its pools (multi-node)"] == too_big
+    )
 
 
 def test_it_finds_the_earliest_later_start_where_a_request_fits(tmp_path):

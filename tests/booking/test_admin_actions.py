@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 import time_machine
 
@@ -19,15 +18,24 @@ def awaiting(org, member):
     t = EquipmentTypeFactory(code="HC-XRAY", requires_approval=True)
     EquipmentUnitFactory(equipment_type=t)
     with time_machine.travel(aware(2026, 12, 1, 8), tick=False):
-        booking = booking_request(actor=member, organization=org, resource_code="HC-XRAY", quantity=1,
-                                  start=aware(2026, 12, 2, 10), end=aware(2026, 12, 2, 11))
+        booking = booking_request(
+            actor=member,
+            organization=org,
+            resource_code="HC-XRAY",
+            quantity=1,
+            start=aware(2026, 12, 2, 10),
+            end=aware(2026, 12, 2, 11),
+        )
     booking_allocate(booking_id=booking.pk)
     return booking
 
 
 def test_it_approves_from_the_admin_with_an_audit_entry(admin_client, awaiting):
-    response = admin_client.post("/admin/booking/booking/", {
-        "action": "approve_selected", "_selected_action": [awaiting.pk]}, follow=True)
+    response = admin_client.post(
+        "/admin/booking/booking/",
+        {"action": "approve_selected", "_selected_action": [awaiting.pk]},
+        follow=True,
+    )
     assert response.status_code == 200
     awaiting.refresh_from_db()
     assert awaiting.status == "confirmed"
@@ -35,9 +43,14 @@ def test_it_approves_from_the_admin_with_an_audit_entry(admin_client, awaiting):
 
 
 def test_it_reports_bookings_it_could_not_change(admin_client, awaiting):
-    admin_client.post("/admin/booking/booking/", {"action": "cancel_selected", "_selected_action": [awaiting.pk]})
-    response = admin_client.post("/admin/booking/booking/", {
-        "action": "approve_selected", "_selected_action": [awaiting.pk]}, follow=True)
+    admin_client.post(
+        "/admin/booking/booking/", {"action": "cancel_selected", "_selected_action": [awaiting.pk]}
+    )
+    response = admin_client.post(
+        "/admin/booking/booking/",
+        {"action": "approve_selected", "_selected_action": [awaiting.pk]},
+        follow=True,
+    )
     awaiting.refresh_from_db()
     assert awaiting.status == "cancelled"
     assert "cannot be approved (only when awaiting_approval)" in response.content.decode()

@@ -23,14 +23,21 @@ def frozen():
 
 @pytest.fixture
 def lab():
-    t = EquipmentTypeFactory(code="HC-PSG", opens_at=dt.time(9), closes_at=dt.time(18), max_minutes=120)
+    t = EquipmentTypeFactory(
+        code="HC-PSG", opens_at=dt.time(9), closes_at=dt.time(18), max_minutes=120
+    )
     EquipmentUnitFactory(equipment_type=t, code="HC-PSG-01")
     return t
 
 
 def body(**over):
-    data = {"resource": "HC-PSG", "quantity": 1, "start": "2026-12-02T10:00:00+09:00",
-            "end": "2026-12-02T11:00:00+09:00", "purpose": "수면 연구"}
+    data = {
+        "resource": "HC-PSG",
+        "quantity": 1,
+        "start": "2026-12-02T10:00:00+09:00",
+        "end": "2026-12-02T11:00:00+09:00",
+        "purpose": "수면 연구",
+    }
     data.update(over)
     return data
 
@@ -40,7 +47,9 @@ def test_it_creates_a_pending_booking(api, member, lab):
     assert response.status_code == 201, response.content
     data = response.json()
     assert data["status"] == "pending"
-    assert data["organization"] == "acme" and data["user"] == "member" and data["resource"] == "HC-PSG"
+    assert (
+        data["organization"] == "acme" and data["user"] == "member" and data["resource"] == "HC-PSG"
+    )
     assert data["start"] == "2026-12-02T10:00:00+09:00"
     assert data["rejection"] is None and data["allocations"] == []
     assert response["Location"] == f"/api/v1/bookings/{data['id']}"
@@ -51,11 +60,15 @@ def test_it_shows_the_decision_with_allocations(api, member, lab):
     booking_allocate(booking_id=booking_id)
     data = api(member).get(f"/api/v1/bookings/{booking_id}").json()
     assert data["status"] == "confirmed"
-    assert data["allocations"] == [{"unit": "HC-PSG-01", "node": None, "device": None, "device_index": None}]
+    assert data["allocations"] == [
+        {"unit": "HC-PSG-01", "node": None, "device": None, "device_index": None}
+    ]
 
 
 def test_it_refuses_naive_times_naming_the_field(api, member, lab):
-    response = api(member).post("/api/v1/bookings", body(start="2026-12-02T10:00:00"), format="json")
+    response = api(member).post(
+        "/api/v1/bookings", body(start="2026-12-02T10:00:00"), format="json"
+    )
     assert response.status_code == 400
     assert response["Content-Type"].startswith("application/problem+json")
     problem = response.json()
@@ -67,13 +80,19 @@ def test_it_refuses_naive_times_naming_the_field(api, member, lab):
     ("over", "code", "field"),
     [
         ({"end": "2026-12-02T14:00:00+09:00"}, "too_long", "end"),
-        ({"start": "2026-12-02T07:00:00+09:00", "end": "2026-12-02T08:00:00+09:00"}, "outside_hours", "start"),
+        (
+            {"start": "2026-12-02T07:00:00+09:00", "end": "2026-12-02T08:00:00+09:00"},
+            "outside_hours",
+            "start",
+        ),
         ({"resource": "NOPE"}, "invalid", "resource"),
         ({"quantity": 2}, "capacity", "quantity"),
         ({"unit": "HC-PSG-99"}, "invalid", "unit"),
     ],
 )
-def test_it_refuses_policy_breaking_requests_with_a_stable_code(api, member, lab, over, code, field):
+def test_it_refuses_policy_breaking_requests_with_a_stable_code(
+    api, member, lab, over, code, field
+):
     response = api(member).post("/api/v1/bookings", body(**over), format="json")
     assert response.status_code == 400, response.content
     problem = response.json()
@@ -89,7 +108,9 @@ def test_it_honours_idempotency_keys(api, member, lab):
     assert first.status_code == again.status_code == 201
     assert first.json()["id"] == again.json()["id"]
     assert Booking.objects.count() == 1
-    clash = client.post("/api/v1/bookings", body(purpose="other"), format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    clash = client.post(
+        "/api/v1/bookings", body(purpose="other"), format="json", HTTP_IDEMPOTENCY_KEY="k-1"
+    )
     assert clash.status_code == 422 and clash.json()["code"] == "idempotency_conflict"
 
 
@@ -104,7 +125,12 @@ def test_it_hides_other_organisations_bookings(api, member, outsider, lab):
     booking_id = api(member).post("/api/v1/bookings", body(), format="json").json()["id"]
     assert api(outsider).get(f"/api/v1/bookings/{booking_id}").status_code == 404
     assert api(outsider).get("/api/v1/bookings").json()["count"] == 0
-    assert api(outsider).post(f"/api/v1/bookings/{booking_id}/cancel", {"reason": "x"}, format="json").status_code == 404
+    assert (
+        api(outsider)
+        .post(f"/api/v1/bookings/{booking_id}/cancel", {"reason": "x"}, format="json")
+        .status_code
+        == 404
+    )
     assert api(member).get("/api/v1/bookings").json()["count"] == 1
 
 
@@ -112,11 +138,21 @@ def test_it_filters_bookings(api, member, operator, lab):
     pool = make_pool(nodes=1, per_node=8)
     client = api(member)
     client.post("/api/v1/bookings", body(), format="json")
-    client.post("/api/v1/bookings", body(resource=pool.code, quantity=2, start="2026-12-03T00:00:00+09:00",
-                                         end="2026-12-03T02:00:00+09:00"), format="json")
+    client.post(
+        "/api/v1/bookings",
+        body(
+            resource=pool.code,
+            quantity=2,
+            start="2026-12-03T00:00:00+09:00",
+            end="2026-12-03T02:00:00+09:00",
+        ),
+        format="json",
+    )
     assert client.get("/api/v1/bookings", {"resource": pool.code}).json()["count"] == 1
     assert client.get("/api/v1/bookings", {"status": "pending"}).json()["count"] == 2
-    assert client.get("/api/v1/bookings", {"start": "2026-12-02T12:00:00+09:00"}).json()["count"] == 1
+    assert (
+        client.get("/api/v1/bookings", {"start": "2026-12-02T12:00:00+09:00"}).json()["count"] == 1
+    )
     assert client.get("/api/v1/bookings", {"start": "2026-12-02T12:00:00"}).status_code == 400
     assert api(operator).get("/api/v1/bookings", {"organization": "acme"}).json()["count"] == 2
 
@@ -125,8 +161,11 @@ def test_it_runs_the_lifecycle_through_the_api(api, member, operator, lab):
     lab.requires_approval = True
     lab.save()
     client = api(member)
-    booking_id = client.post("/api/v1/bookings", body(start="2026-12-01T09:00:00+09:00",
-                                                      end="2026-12-01T10:00:00+09:00"), format="json").json()["id"]
+    booking_id = client.post(
+        "/api/v1/bookings",
+        body(start="2026-12-01T09:00:00+09:00", end="2026-12-01T10:00:00+09:00"),
+        format="json",
+    ).json()["id"]
     booking_allocate(booking_id=booking_id)
     assert client.post(f"/api/v1/bookings/{booking_id}/approve").status_code == 403
     response = api(operator).post(f"/api/v1/bookings/{booking_id}/approve")
@@ -145,10 +184,15 @@ def test_it_runs_the_lifecycle_through_the_api(api, member, operator, lab):
 def test_it_reports_availability_from_allocations(api, member, lab):
     booking_id = api(member).post("/api/v1/bookings", body(), format="json").json()["id"]
     booking_allocate(booking_id=booking_id)
-    response = api(member).get("/api/v1/availability", {
-        "resource": "HC-PSG", "start": "2026-12-02T09:00:00+09:00", "end": "2026-12-02T13:00:00+09:00",
-        "duration_minutes": 60,
-    })
+    response = api(member).get(
+        "/api/v1/availability",
+        {
+            "resource": "HC-PSG",
+            "start": "2026-12-02T09:00:00+09:00",
+            "end": "2026-12-02T13:00:00+09:00",
+            "duration_minutes": 60,
+        },
+    )
     assert response.status_code == 200, response.content
     data = response.json()
     assert data["capacity"] == 1
@@ -159,8 +203,19 @@ def test_it_reports_availability_from_allocations(api, member, lab):
     ]
     starts = [f["start"][11:16] for f in data["fits"]]
     assert "10:00" not in starts and "09:00" in starts and "11:00" in starts and "12:00" in starts
-    assert api(member).get("/api/v1/availability", {"resource": "HC-PSG", "start": "2026-12-02T09:00:00",
-                                                    "end": "2026-12-02T13:00:00+09:00"}).status_code == 400
+    assert (
+        api(member)
+        .get(
+            "/api/v1/availability",
+            {
+                "resource": "HC-PSG",
+                "start": "2026-12-02T09:00:00",
+                "end": "2026-12-02T13:00:00+09:00",
+            },
+        )
+        .status_code
+        == 400
+    )
 
 
 def test_it_answers_availability_for_a_week_of_a_128_device_pool_in_few_queries(
@@ -169,9 +224,15 @@ def test_it_answers_availability_for_a_week_of_a_128_device_pool_in_few_queries(
     pool = make_pool(nodes=16, per_node=8)
     client = api(member)
     with django_assert_max_num_queries(12):
-        response = client.get("/api/v1/availability", {
-            "resource": pool.code, "start": "2026-12-07T00:00:00+09:00", "end": "2026-12-14T00:00:00+09:00",
-            "quantity": 8, "duration_minutes": 240,
-        })
+        response = client.get(
+            "/api/v1/availability",
+            {
+                "resource": pool.code,
+                "start": "2026-12-07T00:00:00+09:00",
+                "end": "2026-12-14T00:00:00+09:00",
+                "quantity": 8,
+                "duration_minutes": 240,
+            },
+        )
     assert response.status_code == 200
     assert response.json()["capacity"] == 128

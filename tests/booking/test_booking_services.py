@@ -10,8 +10,14 @@ import time_machine
 from django.core import mail
 from django.utils import timezone
 
-from booking.choices import BookingStatus
-from booking.models import Allocation, Booking, DiscountRule, Qualification, QuotaGrant, QuotaLedgerEntry
+from booking.models import (
+    Allocation,
+    Booking,
+    DiscountRule,
+    Qualification,
+    QuotaGrant,
+    QuotaLedgerEntry,
+)
 from booking.services.allocation import booking_allocate
 from booking.services.bookings import (
     booking_approve,
@@ -51,16 +57,30 @@ def list_prices():
 @pytest.fixture
 def lab():
     """A weekday 09–18 lab type with two units, 30-minute slots, up to 2 h, 15 min buffer."""
-    t = EquipmentTypeFactory(code="HC-EMG", opens_at=dt.time(9), closes_at=dt.time(18), open_weekdays="01234",
-                             max_minutes=120, buffer_minutes=15, hourly_rate=20000)
+    t = EquipmentTypeFactory(
+        code="HC-EMG",
+        opens_at=dt.time(9),
+        closes_at=dt.time(18),
+        open_weekdays="01234",
+        max_minutes=120,
+        buffer_minutes=15,
+        hourly_rate=20000,
+    )
     EquipmentUnitFactory(equipment_type=t, code="HC-EMG-01")
     EquipmentUnitFactory(equipment_type=t, code="HC-EMG-02")
     return t
 
 
 def request(actor, org, code, start, end, quantity=1, **kw):
-    return booking_request(actor=actor, organization=org, resource_code=code, quantity=quantity, start=start,
-                           end=end, **kw)
+    return booking_request(
+        actor=actor,
+        organization=org,
+        resource_code=code,
+        quantity=quantity,
+        start=start,
+        end=end,
+        **kw,
+    )
 
 
 def decide(booking):
@@ -85,10 +105,14 @@ def test_it_keeps_the_buffer_free_between_bookings(lab, org, member):
     EquipmentTypeFactory  # noqa: B018 - one unit only for this test
     lab.units.filter(code="HC-EMG-02").update(status="retired")
     decide(request(member, org, "HC-EMG", aware(2026, 12, 2, 10), aware(2026, 12, 2, 11)))
-    too_close = decide(request(member, org, "HC-EMG", aware(2026, 12, 2, 11), aware(2026, 12, 2, 12)))
+    too_close = decide(
+        request(member, org, "HC-EMG", aware(2026, 12, 2, 11), aware(2026, 12, 2, 12))
+    )
     assert too_close.status == "rejected"
     after_buffer = too_close.alternatives[0]
-    assert after_buffer["start"].startswith("2026-12-02T11:30")  # 11:00 + 15 min buffer, aligned to 30 min
+    assert after_buffer["start"].startswith(
+        "2026-12-02T11:30"
+    )  # 11:00 + 15 min buffer, aligned to 30 min
 
 
 def test_it_refuses_bad_requests_at_once_and_stores_nothing(lab, org, member):
@@ -144,7 +168,9 @@ def test_it_decides_each_booking_once_even_when_asked_twice(lab, org, member):
     assert AuditEntry.objects.filter(action="booking.allocate").count() == 1
 
 
-def test_it_holds_the_slot_while_awaiting_approval_and_releases_it_on_reject(lab, org, member, operator):
+def test_it_holds_the_slot_while_awaiting_approval_and_releases_it_on_reject(
+    lab, org, member, operator
+):
     lab.requires_approval = True
     lab.save()
     lab.units.filter(code="HC-EMG-02").update(status="retired")
@@ -167,7 +193,11 @@ def test_it_confirms_on_approval(lab, org, member, operator):
     assert booking.status == "confirmed"
     entry = AuditEntry.objects.get(action="booking.approve")
     assert (entry.from_state, entry.to_state, entry.channel, entry.actor) == (
-        "awaiting_approval", "confirmed", "admin", operator)
+        "awaiting_approval",
+        "confirmed",
+        "admin",
+        operator,
+    )
 
 
 def test_it_releases_the_unit_on_cancel(lab, org, member, manager, outsider):
@@ -191,7 +221,9 @@ def test_it_releases_the_unit_on_cancel(lab, org, member, manager, outsider):
 
 def test_it_bills_a_late_cancellation(lab, org, member):
     booking = decide(request(member, org, "HC-EMG", aware(2026, 12, 1, 9), aware(2026, 12, 1, 10)))
-    with time_machine.travel(aware(2026, 12, 1, 8, 30), tick=False):  # 30 min before: inside the 60-min rule
+    with time_machine.travel(
+        aware(2026, 12, 1, 8, 30), tick=False
+    ):  # 30 min before: inside the 60-min rule
         booking_cancel(actor=member, booking=booking, reason="sick", channel="api")
     booking.refresh_from_db()
     assert booking.final_price_krw == 20000
@@ -224,7 +256,9 @@ def test_it_marks_no_shows_after_the_grace_period_and_releases_the_slot(lab, org
 
 def test_it_starts_and_completes_pool_bookings(org, member):
     pool = make_pool(nodes=1, per_node=8)
-    booking = decide(request(member, org, pool.code, aware(2026, 12, 1, 9), aware(2026, 12, 1, 12), quantity=2))
+    booking = decide(
+        request(member, org, pool.code, aware(2026, 12, 1, 9), aware(2026, 12, 1, 12), quantity=2)
+    )
     with time_machine.travel(aware(2026, 12, 1, 9, 1), tick=False):
         assert bookings_start_pool_sessions() == 1
     with time_machine.travel(aware(2026, 12, 1, 12, 1), tick=False):
@@ -250,17 +284,28 @@ def test_it_packs_pool_requests_best_fit_and_takes_whole_nodes_for_big_ones(org,
 
 def test_it_refuses_over_a_hard_quota_and_flags_a_soft_one(org, member):
     pool = make_pool(nodes=1, per_node=8)
-    grant = QuotaGrant.objects.create(organization=org, scope=pool.code, period_start=dt.date(2026, 12, 1),
-                                      period_end=dt.date(2026, 12, 31), limit_hours=Decimal("10"))
-    ok = decide(request(member, org, pool.code, aware(2026, 12, 2, 0), aware(2026, 12, 2, 4), quantity=2))
+    grant = QuotaGrant.objects.create(
+        organization=org,
+        scope=pool.code,
+        period_start=dt.date(2026, 12, 1),
+        period_end=dt.date(2026, 12, 31),
+        limit_hours=Decimal("10"),
+    )
+    ok = decide(
+        request(member, org, pool.code, aware(2026, 12, 2, 0), aware(2026, 12, 2, 4), quantity=2)
+    )
     assert ok.status == "confirmed"
     assert grant_balances([grant.pk])[grant.pk].remaining == Decimal("2")
-    over = decide(request(member, org, pool.code, aware(2026, 12, 3, 0), aware(2026, 12, 3, 2), quantity=2))
+    over = decide(
+        request(member, org, pool.code, aware(2026, 12, 3, 0), aware(2026, 12, 3, 2), quantity=2)
+    )
     assert over.status == "rejected" and over.rejection_code == "quota_exceeded"
     assert "only 2 remain" in over.rejection_detail
     grant.enforcement = "soft"
     grant.save()
-    soft = decide(request(member, org, pool.code, aware(2026, 12, 3, 0), aware(2026, 12, 3, 2), quantity=2))
+    soft = decide(
+        request(member, org, pool.code, aware(2026, 12, 3, 0), aware(2026, 12, 3, 2), quantity=2)
+    )
     assert soft.status == "confirmed" and soft.over_quota
     booking_cancel(actor=member, booking=ok, reason="done early", channel="api")
     assert grant_balances([grant.pk])[grant.pk].remaining == Decimal("6")
@@ -268,33 +313,62 @@ def test_it_refuses_over_a_hard_quota_and_flags_a_soft_one(org, member):
 
 def test_it_charges_each_period_for_its_part_of_a_straddling_booking(org, member):
     pool = make_pool(nodes=1, per_node=8)
-    nov = QuotaGrant.objects.create(organization=org, scope="*", period_start=dt.date(2026, 11, 1),
-                                    period_end=dt.date(2026, 12, 2), limit_hours=Decimal("100"))
-    dec = QuotaGrant.objects.create(organization=org, scope=pool.code, period_start=dt.date(2026, 12, 3),
-                                    period_end=dt.date(2026, 12, 31), limit_hours=Decimal("100"))
-    decide(request(member, org, pool.code, aware(2026, 12, 2, 22), aware(2026, 12, 3, 3), quantity=1))
+    nov = QuotaGrant.objects.create(
+        organization=org,
+        scope="*",
+        period_start=dt.date(2026, 11, 1),
+        period_end=dt.date(2026, 12, 2),
+        limit_hours=Decimal("100"),
+    )
+    dec = QuotaGrant.objects.create(
+        organization=org,
+        scope=pool.code,
+        period_start=dt.date(2026, 12, 3),
+        period_end=dt.date(2026, 12, 31),
+        limit_hours=Decimal("100"),
+    )
+    decide(
+        request(member, org, pool.code, aware(2026, 12, 2, 22), aware(2026, 12, 3, 3), quantity=1)
+    )
     held = dict(QuotaLedgerEntry.objects.values_list("grant_id", "hours"))
     assert held == {nov.pk: Decimal("2.0000"), dec.pk: Decimal("3.0000")}
 
 
-def test_it_marks_bookings_hit_by_maintenance_and_emails_them(lab, org, member, manager, operator, settings):
-    settings.CELERY_TASK_ALWAYS_EAGER = True  # the email task runs inline here; workers are tested elsewhere
+def test_it_marks_bookings_hit_by_maintenance_and_emails_them(
+    lab, org, member, manager, operator, settings
+):
+    settings.CELERY_TASK_ALWAYS_EAGER = (
+        True  # the email task runs inline here; workers are tested elsewhere
+    )
     from testbed.celery import app
 
     app.conf.task_always_eager = True
     try:
-        booking = decide(request(member, org, "HC-EMG", aware(2026, 12, 2, 10), aware(2026, 12, 2, 11)))
+        booking = decide(
+            request(member, org, "HC-EMG", aware(2026, 12, 2, 10), aware(2026, 12, 2, 11))
+        )
         unit = Allocation.objects.get(booking=booking).unit
         mail.outbox.clear()
         with pytest.raises(ServiceError):
-            maintenance_window_create(actor=operator, target=unit, start=aware(2026, 12, 2, 11),
-                                      end=aware(2026, 12, 2, 10), reason="x", channel="api")
+            maintenance_window_create(
+                actor=operator,
+                target=unit,
+                start=aware(2026, 12, 2, 11),
+                end=aware(2026, 12, 2, 10),
+                reason="x",
+                channel="api",
+            )
         from django.db import transaction
 
         with transaction.atomic():
             window, affected = maintenance_window_create(
-                actor=operator, target=unit, start=aware(2026, 12, 2, 9), end=aware(2026, 12, 2, 12),
-                reason="센서 교정 / sensor calibration", channel="api")
+                actor=operator,
+                target=unit,
+                start=aware(2026, 12, 2, 9),
+                end=aware(2026, 12, 2, 12),
+                reason="센서 교정 / sensor calibration",
+                channel="api",
+            )
         assert affected == [booking.pk]
         booking.refresh_from_db()
         assert booking.affected_by_maintenance == window and booking.alternatives
@@ -316,10 +390,18 @@ def test_it_never_double_books_even_when_the_code_is_bypassed(lab, org, member):
         pytest.skip("the exclusion constraint exists on PostgreSQL only")
     booking = decide(request(member, org, "HC-EMG", aware(2026, 12, 2, 10), aware(2026, 12, 2, 11)))
     alloc = Allocation.objects.get(booking=booking)
-    other = Booking.objects.create(organization=org, user=member, equipment_type=lab, quantity=1,
-                                   start=aware(2026, 12, 2, 10, 30), end=aware(2026, 12, 2, 11, 30))
+    other = Booking.objects.create(
+        organization=org,
+        user=member,
+        equipment_type=lab,
+        quantity=1,
+        start=aware(2026, 12, 2, 10, 30),
+        end=aware(2026, 12, 2, 11, 30),
+    )
     with pytest.raises(IntegrityError), transaction.atomic():
         Allocation.objects.create(booking=other, unit=alloc.unit, start=other.start, end=other.end)
     # back-to-back is fine: ranges are half-open
-    Allocation.objects.create(booking=other, unit=alloc.unit, start=alloc.end, end=alloc.end + dt.timedelta(hours=1))
+    Allocation.objects.create(
+        booking=other, unit=alloc.unit, start=alloc.end, end=alloc.end + dt.timedelta(hours=1)
+    )
     assert timezone.is_aware(alloc.start)

@@ -49,8 +49,12 @@ def race(live_server, token: str, bodies: list[dict], wait: int = 25) -> list[di
     def client(i: int) -> None:
         session = requests.Session()
         barrier.wait()
-        response = session.post(f"{live_server.url}/api/v1/bookings", json=bodies[i], timeout=wait + 30,
-                                headers={"Authorization": f"Bearer {token}", "Prefer": f"wait={wait}"})
+        response = session.post(
+            f"{live_server.url}/api/v1/bookings",
+            json=bodies[i],
+            timeout=wait + 30,
+            headers={"Authorization": f"Bearer {token}", "Prefer": f"wait={wait}"},
+        )
         assert response.status_code == 201, response.text
         results[i] = response.json()
 
@@ -81,18 +85,26 @@ def one_unit_type(code: str):
 
 
 def window(start: dt.datetime, minutes: int, **extra) -> dict:
-    return {"start": start.isoformat(), "end": (start + dt.timedelta(minutes=minutes)).isoformat(), **extra}
+    return {
+        "start": start.isoformat(),
+        "end": (start + dt.timedelta(minutes=minutes)).isoformat(),
+        **extra,
+    }
 
 
 def test_it_confirms_exactly_one_of_32_clients_on_one_slot(live_server, celery_worker, booker):
     one_unit_type("RACE-A")
     start = next_free_day()
-    results = race(live_server, booker, [window(start, 60, resource="RACE-A") for _ in range(CONTENDERS)])
+    results = race(
+        live_server, booker, [window(start, 60, resource="RACE-A") for _ in range(CONTENDERS)]
+    )
     statuses = [r["status"] for r in results]
     assert statuses.count("confirmed") == 1, statuses
     assert statuses.count("rejected") == CONTENDERS - 1
     losers = [r for r in results if r["status"] == "rejected"]
-    assert all(r["rejection"]["code"] == "unavailable" and r["rejection"]["alternatives"] for r in losers)
+    assert all(
+        r["rejection"]["code"] == "unavailable" and r["rejection"]["alternatives"] for r in losers
+    )
     assert overlapping_pairs() == 0
     assert Allocation.objects.filter(active=True).count() == 1
 
@@ -101,7 +113,10 @@ def test_it_confirms_exactly_one_of_32_overlapping_windows(live_server, celery_w
     one_unit_type("RACE-B")
     start = next_free_day(4)
     # Offsets 0, 30, 60, 90 minutes with 2-hour windows: every window holds [90, 120) minutes.
-    bodies = [window(start + dt.timedelta(minutes=30 * (i % 4)), 120, resource="RACE-B") for i in range(CONTENDERS)]
+    bodies = [
+        window(start + dt.timedelta(minutes=30 * (i % 4)), 120, resource="RACE-B")
+        for i in range(CONTENDERS)
+    ]
     statuses = [r["status"] for r in race(live_server, booker, bodies)]
     assert statuses.count("confirmed") == 1, statuses
     assert overlapping_pairs() == 0
@@ -116,7 +131,9 @@ def test_it_confirms_exactly_k_when_a_pool_takes_k(live_server, celery_worker, b
     assert statuses.count("confirmed") == 8, statuses
     assert statuses.count("rejected") == CONTENDERS - 8
     confirmed = [r for r in results if r["status"] == "confirmed"]
-    assert all(len({a["node"] for a in r["allocations"]}) == 1 for r in confirmed), "2 devices on one node"
+    assert all(len({a["node"] for a in r["allocations"]}) == 1 for r in confirmed), (
+        "2 devices on one node"
+    )
     assert overlapping_pairs() == 0
 
 
@@ -124,11 +141,17 @@ def test_it_still_never_double_books_with_the_lock_turned_off(live_server, booke
     """Control case: with the allocation lock off, workers race for real (the log shows the
     exclusion constraint refusing the losers' rows) and still exactly one booking wins."""
     one_unit_type("RACE-C")
-    with start_worker({"TESTBED_ALLOCATION_LOCKING": "0"}, concurrency=4, loglevel="info") as worker:
+    # The delay widens the read-to-write window so concurrent decisions overlap on every run.
+    drill = {"TESTBED_ALLOCATION_LOCKING": "0", "TESTBED_DECIDE_DELAY_MS": "50"}
+    with start_worker(drill, concurrency=4, loglevel="info") as worker:
         races_seen = 0
         for day in range(6, 9):
             start = next_free_day(day)
-            results = race(live_server, booker, [window(start, 60, resource="RACE-C") for _ in range(CONTENDERS)])
+            results = race(
+                live_server,
+                booker,
+                [window(start, 60, resource="RACE-C") for _ in range(CONTENDERS)],
+            )
             assert [r["status"] for r in results].count("confirmed") == 1
             races_seen = worker.log().count("constraint stopped a double booking")
             if races_seen:
@@ -137,17 +160,45 @@ def test_it_still_never_double_books_with_the_lock_turned_off(live_server, booke
     assert races_seen >= 1, "the control case should show the race happening without the lock"
 
 
-def test_it_never_overdraws_a_hard_grant_under_32_concurrent_bookings(live_server, celery_worker, booker):
+def test_it_never_needs_the_constraint_while_the_lock_is_on(live_server, booker):
+    """The same drill with the lock on: decisions queue on the type's row lock, so the
+    exclusion constraint is never reached (it is the backstop, not the plan)."""
+    one_unit_type("RACE-D")
+    drill = {"TESTBED_ALLOCATION_LOCKING": "1", "TESTBED_DECIDE_DELAY_MS": "50"}
+    with start_worker(drill, concurrency=4, loglevel="info") as worker:
+        results = race(
+            live_server,
+            booker,
+            [window(next_free_day(9), 60, resource="RACE-D") for _ in range(CONTENDERS)],
+        )
+        assert [r["status"] for r in results].count("confirmed") == 1
+        assert worker.log().count("constraint stopped a double booking") == 0
+    assert overlapping_pairs() == 0
+
+
+def test_it_never_overdraws_a_hard_grant_under_32_concurrent_bookings(
+    live_server, celery_worker, booker
+):
     pool = make_pool(nodes=8, per_node=8)  # 64 devices: capacity is never the limit here
     org = Organization.objects.get(slug="racers")
-    grant = QuotaGrant.objects.create(organization=org, scope=pool.code, period_start=dt.date(2026, 1, 1),
-                                      period_end=dt.date(2099, 12, 31), limit_hours=Decimal("10"))
+    grant = QuotaGrant.objects.create(
+        organization=org,
+        scope=pool.code,
+        period_start=dt.date(2026, 1, 1),
+        period_end=dt.date(2099, 12, 31),
+        limit_hours=Decimal("10"),
+    )
     start = next_free_day(10)
-    results = race(live_server, booker, [window(start, 60, resource=pool.code, quantity=1)
-                                         for _ in range(CONTENDERS)])
+    results = race(
+        live_server,
+        booker,
+        [window(start, 60, resource=pool.code, quantity=1) for _ in range(CONTENDERS)],
+    )
     statuses = [r["status"] for r in results]
     assert statuses.count("confirmed") == 10, statuses
-    assert all(r["rejection"]["code"] == "quota_exceeded" for r in results if r["status"] == "rejected")
+    assert all(
+        r["rejection"]["code"] == "quota_exceeded" for r in results if r["status"] == "rejected"
+    )
     held = sum(QuotaLedgerEntry.objects.filter(grant=grant).values_list("hours", flat=True))
     assert held == Decimal("10")
 
@@ -158,8 +209,14 @@ def test_it_sweeps_a_booking_whose_task_was_lost(live_server, celery_worker, boo
     t = one_unit_type("LOST")
     org = Organization.objects.get(slug="racers")
     start = next_free_day(11)
-    lost = Booking.objects.create(organization=org, user=org.members.first(), equipment_type=t, quantity=1,
-                                  start=start, end=start + dt.timedelta(hours=1))  # queued nowhere
+    lost = Booking.objects.create(
+        organization=org,
+        user=org.members.first(),
+        equipment_type=t,
+        quantity=1,
+        start=start,
+        end=start + dt.timedelta(hours=1),
+    )  # queued nowhere
     Booking.objects.filter(pk=lost.pk).update(created_at=timezone.now() - dt.timedelta(minutes=5))
     assert sweep_pending.delay().get(timeout=20) == 1
     for _ in range(200):
@@ -177,9 +234,17 @@ def test_it_changes_nothing_when_a_task_is_delivered_twice(live_server, celery_w
     t = one_unit_type("TWICE")
     org = Organization.objects.get(slug="racers")
     start = next_free_day(12)
-    booking = Booking.objects.create(organization=org, user=org.members.first(), equipment_type=t, quantity=1,
-                                     start=start, end=start + dt.timedelta(hours=1))
+    booking = Booking.objects.create(
+        organization=org,
+        user=org.members.first(),
+        equipment_type=t,
+        quantity=1,
+        start=start,
+        end=start + dt.timedelta(hours=1),
+    )
     first, second = allocate_booking.delay(booking.pk), allocate_booking.delay(booking.pk)
     assert {first.get(timeout=20), second.get(timeout=20)} == {"confirmed"}
     assert Allocation.objects.filter(booking=booking).count() == 1
-    assert AuditEntry.objects.filter(action="booking.allocate", object_id=str(booking.pk)).count() == 1
+    assert (
+        AuditEntry.objects.filter(action="booking.allocate", object_id=str(booking.pk)).count() == 1
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.db import IntegrityError
 
 from equipment.models import EquipmentType
 from tests.factories import CenterFactory, EquipmentTypeFactory, EquipmentUnitFactory
@@ -270,7 +269,12 @@ def test_it_refuses_a_policy_the_database_would_refuse_with_400(
 
     assert response.status_code == 400
     assert response["Content-Type"].startswith(PROBLEM)
-    assert set(response.json()["errors"]) & {"min_minutes", "max_minutes", "field", "non_field_errors"}
+    assert set(response.json()["errors"]) & {
+        "min_minutes",
+        "max_minutes",
+        "field",
+        "non_field_errors",
+    }
 
 
 def test_it_lists_without_a_query_per_row(api, member, django_assert_max_num_queries):

@@ -63,10 +63,15 @@ def fake_pynvml(*, init_error: str | None = None) -> types.ModuleType:
     nvml.nvmlShutdown = lambda: setattr(nvml, "initialised", False)
     nvml.nvmlDeviceGetCount = lambda: 2
     nvml.nvmlDeviceGetHandleByIndex = lambda i: f"h{i}"
-    nvml.nvmlDeviceGetUUID = lambda h: GPU0.encode() if h == "h0" else GPU1  # old versions gave bytes
-    nvml.nvmlDeviceGetUtilizationRates = lambda h: types.SimpleNamespace(gpu=87 if h == "h0" else 3, memory=40)
-    nvml.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(used=(61_234 if h == "h0" else 512) * MIB,
-                                                                   total=81_559 * MIB, free=0)
+    nvml.nvmlDeviceGetUUID = lambda h: (
+        GPU0.encode() if h == "h0" else GPU1
+    )  # old versions gave bytes
+    nvml.nvmlDeviceGetUtilizationRates = lambda h: types.SimpleNamespace(
+        gpu=87 if h == "h0" else 3, memory=40
+    )
+    nvml.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(
+        used=(61_234 if h == "h0" else 512) * MIB, total=81_559 * MIB, free=0
+    )
     nvml.nvmlDeviceGetPowerUsage = lambda h: 512_345 if h == "h0" else 71_000  # mW
     nvml.nvmlDeviceGetTotalEnergyConsumption = energy
     return nvml
@@ -80,10 +85,22 @@ def test_nvml_sampler_reads_utilisation_memory_power_and_energy(monkeypatch):
     samples = sampler.sample()
 
     assert samples == [
-        {"device": "0", "at": at.isoformat(), "utilization_pct": 87.0, "memory_used_mb": 61234.0,
-         "power_w": 512.345, "energy_j": 987654.321},
-        {"device": "1", "at": at.isoformat(), "utilization_pct": 3.0, "memory_used_mb": 512.0,
-         "power_w": 71.0, "energy_j": None},
+        {
+            "device": "0",
+            "at": at.isoformat(),
+            "utilization_pct": 87.0,
+            "memory_used_mb": 61234.0,
+            "power_w": 512.345,
+            "energy_j": 987654.321,
+        },
+        {
+            "device": "1",
+            "at": at.isoformat(),
+            "utilization_pct": 3.0,
+            "memory_used_mb": 512.0,
+            "power_w": 71.0,
+            "energy_j": None,
+        },
     ]
     assert [d for d, _h in NvmlSampler(device_key="uuid", clock=lambda: at).devices] == [GPU0, GPU1]
     sampler.close()
@@ -91,8 +108,12 @@ def test_nvml_sampler_reads_utilisation_memory_power_and_energy(monkeypatch):
 
 
 def test_nvml_sampler_explains_when_nvml_is_absent(monkeypatch):
-    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(init_error="NVML Shared Library Not Found"))
-    with pytest.raises(NvmlUnavailable, match=r"NVML could not start \(NVML Shared Library Not Found\).*--fake"):
+    monkeypatch.setitem(
+        sys.modules, "pynvml", fake_pynvml(init_error="NVML Shared Library Not Found")
+    )
+    with pytest.raises(
+        NvmlUnavailable, match=r"NVML could not start \(NVML Shared Library Not Found\).*--fake"
+    ):
         NvmlSampler()
 
     monkeypatch.setitem(sys.modules, "pynvml", None)  # nvidia-ml-py not installed
@@ -103,7 +124,17 @@ def test_nvml_sampler_explains_when_nvml_is_absent(monkeypatch):
 def test_the_cli_exits_with_a_clear_message_without_nvml(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(init_error="Driver Not Loaded"))
 
-    code = main(["--server", "http://127.0.0.1:9", "--key", "tbn_x_y", "--once", "--state-dir", str(tmp_path)])
+    code = main(
+        [
+            "--server",
+            "http://127.0.0.1:9",
+            "--key",
+            "tbn_x_y",
+            "--once",
+            "--state-dir",
+            str(tmp_path),
+        ]
+    )
 
     assert code == 1
     assert "NVML could not start (Driver Not Loaded)" in capsys.readouterr().err
@@ -165,11 +196,15 @@ class Clock:
         return self.now
 
 
-def test_the_agent_keeps_samples_and_backs_off_while_the_server_is_unreachable(tmp_path, monkeypatch):
+def test_the_agent_keeps_samples_and_backs_off_while_the_server_is_unreachable(
+    tmp_path, monkeypatch
+):
     monkeypatch.setattr("booking.agent.client.random.uniform", lambda a, b: 1.0)  # no jitter
     clock = Clock()
     client = StubClient(SendFailed("connection refused"), SendFailed("connection refused"))
-    agent = Agent(sampler=FakeSampler(2), spool=Spool(tmp_path), client=client, interval=10, monotonic=clock)
+    agent = Agent(
+        sampler=FakeSampler(2), spool=Spool(tmp_path), client=client, interval=10, monotonic=clock
+    )
 
     agent.read()
     first = agent.flush()
@@ -191,7 +226,9 @@ def test_the_agent_keeps_samples_and_backs_off_while_the_server_is_unreachable(t
 
 
 def test_the_agent_sets_aside_only_the_samples_the_server_named(tmp_path):
-    refused = BatchRefused(400, {"detail": "bad", "errors": {"samples.1.device": ["not a device of node"]}})
+    refused = BatchRefused(
+        400, {"detail": "bad", "errors": {"samples.1.device": ["not a device of node"]}}
+    )
     client = StubClient(refused)
     agent = Agent(sampler=FakeSampler(3), spool=Spool(tmp_path), client=client)
 
@@ -215,11 +252,18 @@ def test_the_agent_halves_its_batch_when_the_server_says_too_large(tmp_path):
 
 
 def test_the_agent_runs_without_django_installed_on_the_node():
-    probe = ("import sys, booking.agent.__main__, booking.agent.client; "
-             "sys.exit(1 if any(m == 'django' or m.startswith('django.') for m in sys.modules) else 0)")
+    probe = (
+        "import sys, booking.agent.__main__, booking.agent.client; "
+        "sys.exit(1 if any(m == 'django' or m.startswith('django.') for m in sys.modules) else 0)"
+    )
     assert subprocess.run([sys.executable, "-c", probe], cwd=ROOT, check=False).returncode == 0
-    shown = subprocess.run([sys.executable, "-m", "booking.agent", "--help"], cwd=ROOT, capture_output=True,
-                           text=True, check=False)
+    shown = subprocess.run(
+        [sys.executable, "-m", "booking.agent", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert shown.returncode == 0 and "--fake N" in shown.stdout
 
 
@@ -235,10 +279,22 @@ def node_setup(transactional_db, org, member):
     pool = make_pool(nodes=1, per_node=4, code="GPU-E2E")
     node = Node.objects.get(pool=pool)
     start, end = aware(2026, 12, 1, 9), aware(2026, 12, 1, 13)
-    booking = Booking.objects.create(organization=org, user=member, pool=pool, quantity=4, start=start, end=end,
-                                     status=BookingStatus.ACTIVE, actual_start=start)
-    Allocation.objects.bulk_create([Allocation(booking=booking, device=d, node=node, start=start, end=end)
-                                    for d in node.devices.all()])
+    booking = Booking.objects.create(
+        organization=org,
+        user=member,
+        pool=pool,
+        quantity=4,
+        start=start,
+        end=end,
+        status=BookingStatus.ACTIVE,
+        actual_start=start,
+    )
+    Allocation.objects.bulk_create(
+        [
+            Allocation(booking=booking, device=d, node=node, start=start, end=end)
+            for d in node.devices.all()
+        ]
+    )
     return node, node_key_create(node=node), booking
 
 
@@ -264,7 +320,9 @@ def dead_server() -> str:
 def test_agent_samples_reach_the_api_and_are_attributed(live_server, node_setup, tmp_path):
     node, key, booking = node_setup
     sampler = FakeSampler(4, utilization=[90, 10, 0, 55], clock=ticking(aware(2026, 12, 1, 10)))
-    agent = Agent(sampler=sampler, spool=Spool(tmp_path), client=TelemetryClient(live_server.url, key))
+    agent = Agent(
+        sampler=sampler, spool=Spool(tmp_path), client=TelemetryClient(live_server.url, key)
+    )
 
     with time_machine.travel(LATER, tick=True):
         result = agent.run_once()
@@ -272,19 +330,31 @@ def test_agent_samples_reach_the_api_and_are_attributed(live_server, node_setup,
 
     assert (result.sent, result.left, result.error) == (4, 0, None)
     assert result.replies == [{"accepted": 4, "duplicates": 0, "attributed": 4}]
-    rows = list(TelemetrySample.objects.order_by("device__index").values_list("device__index", "booking_id",
-                                                                             "utilization_pct", "node_id"))
-    assert rows == [(0, booking.pk, 90.0, node.pk), (1, booking.pk, 10.0, node.pk), (2, booking.pk, 0.0, node.pk),
-                    (3, booking.pk, 55.0, node.pk)]
+    rows = list(
+        TelemetrySample.objects.order_by("device__index").values_list(
+            "device__index", "booking_id", "utilization_pct", "node_id"
+        )
+    )
+    assert rows == [
+        (0, booking.pk, 90.0, node.pk),
+        (1, booking.pk, 10.0, node.pk),
+        (2, booking.pk, 0.0, node.pk),
+        (3, booking.pk, 55.0, node.pk),
+    ]
 
 
-def test_a_restarted_agent_sends_what_it_queued_while_the_server_was_down(live_server, node_setup, tmp_path):
+def test_a_restarted_agent_sends_what_it_queued_while_the_server_was_down(
+    live_server, node_setup, tmp_path
+):
     node, key, booking = node_setup
     clock = ticking(aware(2026, 12, 1, 10))
 
     with time_machine.travel(LATER, tick=True):
-        first = Agent(sampler=FakeSampler(4, clock=clock), spool=Spool(tmp_path),
-                      client=TelemetryClient(dead_server(), key, timeout=5))
+        first = Agent(
+            sampler=FakeSampler(4, clock=clock),
+            spool=Spool(tmp_path),
+            client=TelemetryClient(dead_server(), key, timeout=5),
+        )
         for _ in range(3):
             first.read()
             outcome = first.flush(ignore_backoff=True)
@@ -292,8 +362,11 @@ def test_a_restarted_agent_sends_what_it_queued_while_the_server_was_down(live_s
         first.close()  # the agent stops (restart, reboot) with 12 samples queued
         assert not TelemetrySample.objects.exists()
 
-        second = Agent(sampler=FakeSampler(4, clock=clock), spool=Spool(tmp_path),
-                       client=TelemetryClient(live_server.url, key))
+        second = Agent(
+            sampler=FakeSampler(4, clock=clock),
+            spool=Spool(tmp_path),
+            client=TelemetryClient(live_server.url, key),
+        )
         result = second.run_once()
         second.close()
 
@@ -303,7 +376,9 @@ def test_a_restarted_agent_sends_what_it_queued_while_the_server_was_down(live_s
     assert TelemetrySample.objects.values("device", "at").distinct().count() == 16
 
 
-def test_a_batch_whose_reply_was_lost_is_sent_again_and_stored_once(live_server, node_setup, tmp_path):
+def test_a_batch_whose_reply_was_lost_is_sent_again_and_stored_once(
+    live_server, node_setup, tmp_path
+):
     node, key, _booking = node_setup
     real = TelemetryClient(live_server.url, key)
 
@@ -314,7 +389,9 @@ def test_a_batch_whose_reply_was_lost_is_sent_again_and_stored_once(live_server,
 
     clock = ticking(aware(2026, 12, 1, 10))
     with time_machine.travel(LATER, tick=True):
-        lossy = Agent(sampler=FakeSampler(4, clock=clock), spool=Spool(tmp_path), client=LosesReplies())
+        lossy = Agent(
+            sampler=FakeSampler(4, clock=clock), spool=Spool(tmp_path), client=LosesReplies()
+        )
         assert lossy.run_once().left == 4
         lossy.close()
         retry = Agent(sampler=FakeSampler(4, clock=clock), spool=Spool(tmp_path), client=real)
@@ -325,7 +402,9 @@ def test_a_batch_whose_reply_was_lost_is_sent_again_and_stored_once(live_server,
     assert TelemetrySample.objects.count() == 8
 
 
-def test_the_cli_once_queues_when_down_and_sends_on_the_next_run(live_server, node_setup, tmp_path, monkeypatch):
+def test_the_cli_once_queues_when_down_and_sends_on_the_next_run(
+    live_server, node_setup, tmp_path, monkeypatch
+):
     node, key, _booking = node_setup
     state = ["--state-dir", str(tmp_path), "--once", "--fake", "4", "--fake-utilization", "12.5"]
 
@@ -338,13 +417,18 @@ def test_the_cli_once_queues_when_down_and_sends_on_the_next_run(live_server, no
     assert set(TelemetrySample.objects.values_list("utilization_pct", flat=True)) == {12.5}
 
 
-def test_the_cli_sends_real_nvml_readings_through_the_api(live_server, node_setup, tmp_path, monkeypatch):
+def test_the_cli_sends_real_nvml_readings_through_the_api(
+    live_server, node_setup, tmp_path, monkeypatch
+):
     node, key, _booking = node_setup
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml())
 
     code = main(["--server", live_server.url, "--key", key, "--once", "--state-dir", str(tmp_path)])
 
     assert code == 0
-    rows = sorted(TelemetrySample.objects.values_list("device__index", "utilization_pct", "memory_used_mb",
-                                                      "power_w", "energy_j"))
+    rows = sorted(
+        TelemetrySample.objects.values_list(
+            "device__index", "utilization_pct", "memory_used_mb", "power_w", "energy_j"
+        )
+    )
     assert rows == [(0, 87.0, 61234.0, 512.345, 987654.321), (1, 3.0, 512.0, 71.0, None)]

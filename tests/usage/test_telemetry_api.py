@@ -48,28 +48,41 @@ def key(node):
 
 def book(member, org, pool, start, end, quantity=4):
     with time_machine.travel(BOOKED_AT, tick=False):
-        booking = booking_request(actor=member, organization=org, resource_code=pool.code, quantity=quantity,
-                                  start=start, end=end)
+        booking = booking_request(
+            actor=member,
+            organization=org,
+            resource_code=pool.code,
+            quantity=quantity,
+            start=start,
+            end=end,
+        )
         assert booking_allocate(booking_id=booking.pk) == "confirmed"
     return booking
 
 
 def send(key, samples, client=None):
     client = client or APIClient()
-    return client.post("/api/v1/telemetry", {"samples": samples}, format="json",
-                       HTTP_AUTHORIZATION=f"Bearer {key}")
+    return client.post(
+        "/api/v1/telemetry", {"samples": samples}, format="json", HTTP_AUTHORIZATION=f"Bearer {key}"
+    )
 
 
 def reading(device, at, utilization=50.0, **extra):
     return {"device": device, "at": at.isoformat(), "utilization_pct": utilization, **extra}
 
 
-def test_it_attributes_each_sample_to_the_booking_holding_the_device_then(member, org, pool, node, key):
+def test_it_attributes_each_sample_to_the_booking_holding_the_device_then(
+    member, org, pool, node, key
+):
     first = book(member, org, pool, aware(2026, 12, 1, 9), aware(2026, 12, 1, 11))
     second = book(member, org, pool, aware(2026, 12, 1, 11), aware(2026, 12, 1, 13))
     devices = set(Allocation.objects.filter(booking=first).values_list("device_id", flat=True))
-    assert devices == set(Allocation.objects.filter(booking=second).values_list("device_id", flat=True))
-    assert devices == set(node.devices.values_list("id", flat=True)), "4 devices on one node: the booked node"
+    assert devices == set(
+        Allocation.objects.filter(booking=second).values_list("device_id", flat=True)
+    )
+    assert devices == set(node.devices.values_list("id", flat=True)), (
+        "4 devices on one node: the booked node"
+    )
     moments = {
         "before": aware(2026, 12, 1, 8, 59) + dt.timedelta(seconds=50),
         "first": aware(2026, 12, 1, 10, 59) + dt.timedelta(seconds=50),
@@ -77,35 +90,54 @@ def test_it_attributes_each_sample_to_the_booking_holding_the_device_then(member
         "second": aware(2026, 12, 1, 12, 59) + dt.timedelta(seconds=59),
         "after": aware(2026, 12, 1, 13, 0),
     }
-    samples = [reading(str(i), at, 80.0, memory_used_mb=1000.0, power_w=400.5, energy_j=12345.6)
-               for at in moments.values() for i in range(4)]
+    samples = [
+        reading(str(i), at, 80.0, memory_used_mb=1000.0, power_w=400.5, energy_j=12345.6)
+        for at in moments.values()
+        for i in range(4)
+    ]
 
     with time_machine.travel(LATER, tick=False):
         response = send(key, samples)
 
     assert response.status_code == 202, response.content
     assert response.json() == {"accepted": 20, "duplicates": 0, "attributed": 12}
-    holder = {at: set(TelemetrySample.objects.filter(at=at).values_list("booking_id", flat=True))
-              for at in moments.values()}
+    holder = {
+        at: set(TelemetrySample.objects.filter(at=at).values_list("booking_id", flat=True))
+        for at in moments.values()
+    }
     assert holder == {
-        moments["before"]: {None}, moments["first"]: {first.pk}, moments["boundary"]: {second.pk},
-        moments["second"]: {second.pk}, moments["after"]: {None},
+        moments["before"]: {None},
+        moments["first"]: {first.pk},
+        moments["boundary"]: {second.pk},
+        moments["second"]: {second.pk},
+        moments["after"]: {None},
     }
     stored = TelemetrySample.objects.filter(at=moments["first"], device__index=2).get()
-    assert (stored.node_id, stored.utilization_pct, stored.memory_used_mb, stored.power_w, stored.energy_j) == (
-        node.pk, 80.0, 1000.0, 400.5, 12345.6)
+    assert (
+        stored.node_id,
+        stored.utilization_pct,
+        stored.memory_used_mb,
+        stored.power_w,
+        stored.energy_j,
+    ) == (node.pk, 80.0, 1000.0, 400.5, 12345.6)
 
 
 def test_it_counts_a_resent_batch_as_duplicates_and_stores_it_once(node, key):
-    samples = [reading(str(i), aware(2026, 12, 1, 9) + dt.timedelta(seconds=10 * k)) for i in range(4)
-               for k in range(5)]
+    samples = [
+        reading(str(i), aware(2026, 12, 1, 9) + dt.timedelta(seconds=10 * k))
+        for i in range(4)
+        for k in range(5)
+    ]
     with time_machine.travel(LATER, tick=False):
         first = send(key, samples)
         again = send(key, samples)
         overlapping = send(key, samples[:10] + [reading("0", aware(2026, 12, 1, 9, 10))])
 
     assert first.json() == {"accepted": 20, "duplicates": 0, "attributed": 0}
-    assert (again.status_code, again.json()) == (202, {"accepted": 0, "duplicates": 20, "attributed": 0})
+    assert (again.status_code, again.json()) == (
+        202,
+        {"accepted": 0, "duplicates": 20, "attributed": 0},
+    )
     assert overlapping.json() == {"accepted": 1, "duplicates": 10, "attributed": 0}
     assert TelemetrySample.objects.count() == 21
 
@@ -122,24 +154,37 @@ def test_it_accepts_devices_by_uuid_and_by_nvml_uuid(node, key):
     devices = list(node.devices.order_by("index"))
     at = aware(2026, 12, 1, 9)
     with time_machine.travel(LATER, tick=False):
-        response = send(key, [reading(str(devices[0].uuid), at), reading(f"GPU-{devices[1].uuid}", at),
-                              reading(2, at)])
+        response = send(
+            key,
+            [
+                reading(str(devices[0].uuid), at),
+                reading(f"GPU-{devices[1].uuid}", at),
+                reading(2, at),
+            ],
+        )
 
     assert response.status_code == 202, response.content
     assert set(TelemetrySample.objects.values_list("device__index", flat=True)) == {0, 1, 2}
 
 
-@pytest.mark.parametrize("header", [
-    None,
-    "Bearer tbn_pool-nope_0123",
-    "Token something",
-    "Bearer tbn_gpu-h100-n00_" + "0" * 64,
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "Bearer tbn_pool-nope_0123",
+        "Token something",
+        "Bearer tbn_gpu-h100-n00_" + "0" * 64,
+    ],
+)
 def test_it_refuses_a_missing_or_wrong_node_key_with_401(node, key, header):
     client = APIClient()
     kwargs = {"HTTP_AUTHORIZATION": header} if header else {}
-    response = client.post("/api/v1/telemetry", {"samples": [reading("0", aware(2026, 11, 1))]}, format="json",
-                           **kwargs)
+    response = client.post(
+        "/api/v1/telemetry",
+        {"samples": [reading("0", aware(2026, 11, 1))]},
+        format="json",
+        **kwargs,
+    )
 
     assert response.status_code == 401
     assert response["Content-Type"] == "application/problem+json"
@@ -151,7 +196,9 @@ def test_it_refuses_a_missing_or_wrong_node_key_with_401(node, key, header):
 
 def test_it_refuses_a_user_token_even_an_operators(operator, node, key):
     client = client_for(operator)
-    response = client.post("/api/v1/telemetry", {"samples": [reading("0", aware(2026, 11, 1))]}, format="json")
+    response = client.post(
+        "/api/v1/telemetry", {"samples": [reading("0", aware(2026, 11, 1))]}, format="json"
+    )
 
     assert response.status_code == 401
     assert "not a user token" in response.json()["detail"]
@@ -181,15 +228,27 @@ def test_it_refuses_a_device_of_another_node_naming_the_sample(node, other_node,
     assert not TelemetrySample.objects.exists(), "a refused batch stores nothing"
 
 
-@pytest.mark.parametrize(("sample", "field"), [
-    ({"device": "0", "at": "2026-11-01T09:00:00", "utilization_pct": 5}, "at"),
-    ({"device": "0", "at": "yesterday", "utilization_pct": 5}, "at"),
-    ({"device": "0", "at": "2030-01-01T00:00:00+09:00", "utilization_pct": 5}, "at"),
-    ({"device": "0", "at": "2026-11-01T09:00:00+09:00", "utilization_pct": 101}, "utilization_pct"),
-    ({"device": "0", "at": "2026-11-01T09:00:00+09:00", "utilization_pct": "50"}, "utilization_pct"),
-    ({"device": "0", "at": "2026-11-01T09:00:00+09:00", "utilization_pct": 5, "power_w": -1}, "power_w"),
-    ({"at": "2026-11-01T09:00:00+09:00", "utilization_pct": 5}, "device"),
-])
+@pytest.mark.parametrize(
+    ("sample", "field"),
+    [
+        ({"device": "0", "at": "2026-11-01T09:00:00", "utilization_pct": 5}, "at"),
+        ({"device": "0", "at": "yesterday", "utilization_pct": 5}, "at"),
+        ({"device": "0", "at": "2030-01-01T00:00:00+09:00", "utilization_pct": 5}, "at"),
+        (
+            {"device": "0", "at": "2026-11-01T09:00:00+09:00", "utilization_pct": 101},
+            "utilization_pct",
+        ),
+        (
+            {"device": "0", "at": "2026-11-01T09:00:00+09:00", "utilization_pct": "50"},
+            "utilization_pct",
+        ),
+        (
+            {"device": "0", "at": "2026-11-01T09:00:00+09:00", "utilization_pct": 5, "power_w": -1},
+            "power_w",
+        ),
+        ({"at": "2026-11-01T09:00:00+09:00", "utilization_pct": 5}, "device"),
+    ],
+)
 def test_it_refuses_bad_samples_naming_index_and_field(node, key, sample, field):
     good = reading("1", aware(2026, 11, 1, 9))
 
@@ -206,15 +265,24 @@ def test_it_refuses_a_batch_over_the_limit_and_an_empty_one(node, key):
 
     assert send(key, too_many).status_code == 400
     assert send(key, []).status_code == 400
-    assert APIClient().post("/api/v1/telemetry", [1, 2], format="json",
-                            HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 400
+    assert (
+        APIClient()
+        .post("/api/v1/telemetry", [1, 2], format="json", HTTP_AUTHORIZATION=f"Bearer {key}")
+        .status_code
+        == 400
+    )
 
 
-def test_it_ingests_a_large_batch_in_a_fixed_handful_of_queries(member, org, pool, node, key,
-                                                                django_assert_num_queries):
+def test_it_ingests_a_large_batch_in_a_fixed_handful_of_queries(
+    member, org, pool, node, key, django_assert_num_queries
+):
     book(member, org, pool, aware(2026, 12, 1, 9), aware(2026, 12, 1, 11))
     start = aware(2026, 12, 1, 9)
-    samples = [reading(str(i), start + dt.timedelta(seconds=k), 30.0) for k in range(2500) for i in range(4)]
+    samples = [
+        reading(str(i), start + dt.timedelta(seconds=k), 30.0)
+        for k in range(2500)
+        for i in range(4)
+    ]
     client = APIClient()
 
     with time_machine.travel(LATER, tick=False):

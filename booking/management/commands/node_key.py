@@ -17,18 +17,28 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("hostname", help="The node's host name, as in the inventory.")
-        parser.add_argument("--revoke", action="store_true", help="Remove the key: the agent is refused from now on.")
+        parser.add_argument(
+            "--revoke",
+            action="store_true",
+            help="Remove the key: the agent is refused from now on.",
+        )
 
     def handle(self, *args, **options):
         hostname = options["hostname"]
         node = Node.objects.filter(hostname=hostname).first()
         if node is None:
-            known = ", ".join(Node.objects.order_by("hostname").values_list("hostname", flat=True)[:10])
-            raise CommandError(f"No node is called {hostname!r}. Known nodes include: {known or '(none)'}.")
+            known = ", ".join(
+                Node.objects.order_by("hostname").values_list("hostname", flat=True)[:10]
+            )
+            raise CommandError(
+                f"No node is called {hostname!r}. Known nodes include: {known or '(none)'}."
+            )
         if options["revoke"]:
             node_key_revoke(node=node)
             self.stderr.write(f"The agent key of {hostname} is revoked.")
             return
         key = node_key_create(node=node)
-        self.stderr.write(f"New agent key for {hostname} (shown once; the previous key no longer works):")
+        self.stderr.write(
+            f"New agent key for {hostname} (shown once; the previous key no longer works):"
+        )
         self.stdout.write(key)
