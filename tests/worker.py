@@ -155,6 +155,22 @@ class WorkerProcess:
         finally:
             result.forget()
 
+    def drain(self, timeout: float = READY_TIMEOUT_SECONDS) -> None:
+        """Wait until nothing is queued for this worker and it runs nothing (e.g. the emails a
+        test's decisions queued), so the test database can be flushed without a deadlock."""
+        from testbed.celery import app
+
+        deadline = time.monotonic() + timeout
+        inspector = app.control.inspect(destination=[self.name], timeout=1)
+        while time.monotonic() < deadline:
+            queued = sum(_queued(q) for q in (_default_queue(), self.queue))
+            busy = [t for tasks in (inspector.active() or {}).values() for t in tasks]
+            busy += [t for tasks in (inspector.reserved() or {}).values() for t in tasks]
+            if not queued and not busy:
+                return
+            time.sleep(0.1)
+        raise WorkerError(self, f"still had work queued or running after {timeout:.0f} s")
+
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
         """Warm shutdown (SIGTERM), then SIGKILL for the whole group when it takes too long."""
         if self.process.poll() is None:
@@ -180,6 +196,19 @@ class WorkerError(RuntimeError):
 def _killpg(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
+
+
+def _queued(queue: str) -> int:
+    """Messages waiting in a queue (0 when the broker has no such queue: Redis drops empty ones)."""
+    from amqp.exceptions import ChannelError
+
+    from testbed.celery import app
+
+    with app.connection_for_read() as conn:
+        try:
+            return conn.default_channel.queue_declare(queue=queue, passive=True).message_count
+        except ChannelError:
+            return 0
 
 
 def _default_queue() -> str:

@@ -44,6 +44,11 @@ from testbed.choices import Channel
 from testbed.errors import ServiceError
 
 MAX_WAIT_SECONDS = 30
+# What the allocation worker writes on a booking; re-read after `Prefer: wait`.
+DECISION_FIELDS = [
+    "status", "rejection_code", "rejection_detail", "alternatives", "over_quota", "decided_at",
+    "allocation_attempts", "updated_at",
+]
 
 
 class AdjustSerializer(serializers.Serializer):
@@ -130,8 +135,10 @@ class BookingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         else:
             organization = default_organization_for(request.user)
 
+        made: list[Booking] = []
+
         def create() -> int:
-            return booking_services.booking_request(
+            booking = booking_services.booking_request(
                 actor=request.user,
                 organization=organization,
                 resource_code=data["resource"],
@@ -141,7 +148,9 @@ class BookingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
                 purpose=data["purpose"],
                 unit_code=data.get("unit") or None,
                 channel=Channel.API,
-            ).pk
+            )
+            made.append(booking)
+            return booking.pk
 
         booking_id, _created = idempotent_create(
             user=request.user,
@@ -154,7 +163,15 @@ class BookingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         if wait:
             decision_wait(booking_id, wait)
             headers["Preference-Applied"] = f"wait={wait:g}"
-        booking = booking_list(user=request.user, auth=request.auth).get(pk=booking_id)
+        if made:
+            # The booking just created is in hand with its organisation, user and resource: only
+            # what the worker may have changed is read back (no multi-join query on the hot path).
+            booking = made[0]
+            if wait:
+                booking.refresh_from_db(fields=DECISION_FIELDS)
+            booking.affected_by_maintenance = None
+        else:  # an idempotent repeat: read the first result as any other
+            booking = booking_list(user=request.user, auth=request.auth).get(pk=booking_id)
         return Response(
             BookingSerializer(booking).data, status=status.HTTP_201_CREATED, headers=headers
         )
