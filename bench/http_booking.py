@@ -30,6 +30,7 @@ SEOUL = zoneinfo.ZoneInfo("Asia/Seoul")
 DB_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/testbed_bench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 PORT = int(os.environ.get("BENCH_PORT", "8765"))
+CELERY_POOL = os.environ.get("BENCH_CELERY_POOL", "prefork")
 TYPES = 16
 UNITS_PER_TYPE = 4
 
@@ -40,7 +41,12 @@ def _env() -> dict[str, str]:
         DATABASE_URL=DB_URL,
         REDIS_URL=REDIS_URL,
         CELERY_BROKER_URL=REDIS_URL,
-        DEBUG="1",
+        # Production settings (DEBUG off: no query logging), as docker compose runs them.
+        DEBUG="0",
+        SECRET_KEY="bench-only-secret-key-0123456789abcdefghijklmnop",  # noqa: S106
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        SESSION_COOKIE_SECURE="0",
+        CSRF_COOKIE_SECURE="0",
         LOG_LEVEL="WARNING",
         DJANGO_SETTINGS_MODULE="testbed.settings",
     )
@@ -140,7 +146,7 @@ class Servers:
                     "-l",
                     "warning",
                     "-P",
-                    "prefork",
+                    CELERY_POOL,
                     "-c",
                     str(celery_concurrency),
                     "--without-gossip",
@@ -336,7 +342,7 @@ def main() -> None:
         "## Bookings through HTTP, decided by a Celery worker",
         "",
         f"`python -m bench.http_booking`: gunicorn gthread ({args.web_workers} processes × 40 threads) and one "
-        f"Celery worker (prefork, concurrency {args.celery_concurrency}) on Redis, PostgreSQL 15, all on this "
+        f"Celery worker ({CELERY_POOL}, concurrency {args.celery_concurrency}) on Redis, PostgreSQL 15, all on this "
         "machine together with the load generator. Each request is `POST /api/v1/bookings` with "
         "`Prefer: wait=10`; latency is from sending the request to receiving the worker's decision.",
         "",

@@ -37,7 +37,9 @@ def organization_list(*, user, auth=None) -> QuerySet[Organization]:
         return Organization.objects.filter(pk=auth.organization_id)
     if is_operator(user):
         return Organization.objects.all()
-    return Organization.objects.filter(pk__in=Membership.objects.filter(user=user).values("organization_id"))
+    return Organization.objects.filter(
+        pk__in=Membership.objects.filter(user=user).values("organization_id")
+    )
 
 
 def quota_grant_list(*, user, auth=None) -> QuerySet[QuotaGrant]:

@@ -33,7 +33,7 @@ def send_booking_email(booking_id: int, event: str) -> int:
     return booking_email_send(booking_id=booking_id, event=event)
 
 
-@shared_task(name="booking.sweep_pending")
+@shared_task(name="booking.sweep_pending", ignore_result=False)
 def sweep_pending() -> int:
     return len(
         bookings_requeue_lost(

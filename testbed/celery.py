@@ -13,7 +13,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
-@app.task(name="testbed.ping")
+@app.task(name="testbed.ping", ignore_result=False)
 def ping(token: str) -> str:
     """Answer a token back: lets health checks and tests prove a worker consumes tasks."""
     return f"pong:{token}"

@@ -169,6 +169,9 @@ CELERY_TASK_ALWAYS_EAGER = False
 # The queue web processes publish to and workers consume (tests give each run its own).
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_TASK_ACKS_LATE = True
+# Outcomes live in the database; storing task results would cost a Redis write (and a result
+# subscription on the sender) per booking. Tasks whose result is read say ignore_result=False.
+CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"

@@ -46,8 +46,14 @@ from testbed.errors import ServiceError
 MAX_WAIT_SECONDS = 30
 # What the allocation worker writes on a booking; re-read after `Prefer: wait`.
 DECISION_FIELDS = [
-    "status", "rejection_code", "rejection_detail", "alternatives", "over_quota", "decided_at",
-    "allocation_attempts", "updated_at",
+    "status",
+    "rejection_code",
+    "rejection_detail",
+    "alternatives",
+    "over_quota",
+    "decided_at",
+    "allocation_attempts",
+    "updated_at",
 ]
 
 

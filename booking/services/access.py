@@ -14,6 +14,9 @@ def is_operator(user) -> bool:
 def role_in(user, organization: Organization) -> str | None:
     if not (user and user.is_authenticated):
         return None
+    cached = getattr(organization, "_role_of", None)  # set by default_organization_for
+    if cached is not None and cached[0] == user.pk:
+        return cached[1]
     return (
         Membership.objects.filter(user=user, organization=organization)
         .values_list("role", flat=True)
@@ -42,10 +45,17 @@ def access_organization(*, actor, slug: str, manage: bool = False) -> Organizati
 
 
 def default_organization_for(actor) -> Organization:
-    orgs = list(Organization.objects.filter(memberships__user=actor, is_active=True)[:2])
-    if len(orgs) == 1:
-        return orgs[0]
-    if not orgs:
+    """The actor's organisation when they have exactly one (with their role remembered on it)."""
+    memberships = list(
+        Membership.objects.filter(user=actor, organization__is_active=True).select_related(
+            "organization"
+        )[:2]
+    )
+    if len(memberships) == 1:
+        org = memberships[0].organization
+        org._role_of = (actor.pk, memberships[0].role)  # type: ignore[attr-defined]
+        return org
+    if not memberships:
         raise PermissionDenied(
             "You are not a member of any organisation: ask your organisation's manager to add you.",
             field="organization",

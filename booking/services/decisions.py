@@ -55,8 +55,9 @@ def decision_wait(booking_id: int, seconds: float) -> str | None:
                 status = _status(booking_id)  # after subscribing, so a decision cannot slip between
                 while status == BookingStatus.PENDING and (left := deadline - time.monotonic()) > 0:
                     message = pubsub.get_message(timeout=min(left, 1.0))
-                    if message is not None:
-                        return _status(booking_id)
+                    if message is not None:  # sent after the decision committed: it is the status
+                        data = message["data"]
+                        return data.decode() if isinstance(data, bytes) else str(data)
                 return status
             finally:
                 pubsub.close()
