@@ -236,6 +236,8 @@ class Booking(models.Model):
         verbose_name_plural = _("bookings")
         indexes = [
             models.Index(fields=["organization", "start"], name="booking_org_start_idx"),
+            # Reports over all organisations select bookings by start (the live part of a month).
+            models.Index(fields=["start"], name="booking_start_idx"),
             models.Index(fields=["status", "created_at"], name="booking_status_created_idx"),
         ]
         constraints = [
