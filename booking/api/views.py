@@ -30,6 +30,7 @@ from booking.services.access import access_organization, default_organization_fo
 from booking.services.api_keys import api_key_create, api_key_revoke
 from booking.services.decisions import decision_wait
 from booking.services.idempotency import idempotent_create, request_fingerprint
+from booking.services.maintenance import maintenance_target_for, maintenance_window_create
 from booking.services.organizations import member_add, organization_create, organization_update
 from booking.services.quotas import (
     annotate_balances,
@@ -38,8 +39,11 @@ from booking.services.quotas import (
     quota_grant_update,
 )
 from booking.services.resources import resource_for_code
+from equipment.api.serializers import MaintenanceWindowSerializer
+from equipment.models import MaintenanceWindow
 from testbed.api.fields import AwareDateTimeField
 from testbed.api.permissions import IsOperator
+from testbed.audit import audit_record
 from testbed.choices import Channel
 from testbed.errors import ServiceError
 
@@ -458,20 +462,16 @@ class QuotaGrantViewSet(
 class MaintenanceWindowViewSet(viewsets.ModelViewSet):
     """Maintenance windows (operators). Creating one over bookings marks them affected and emails them."""
 
-    from equipment.api.serializers import MaintenanceWindowSerializer as serializer_class  # noqa: N813
+    serializer_class = MaintenanceWindowSerializer
 
     permission_classes = [IsOperator]
 
     def get_queryset(self):
-        from equipment.models import MaintenanceWindow
-
         return MaintenanceWindow.objects.select_related(
             "equipment_type", "unit", "pool", "node"
         ).order_by("-start")
 
     def create(self, request):
-        from booking.services.maintenance import maintenance_target_for, maintenance_window_create
-
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -495,8 +495,6 @@ class MaintenanceWindowViewSet(viewsets.ModelViewSet):
         )
 
     def perform_destroy(self, instance):
-        from testbed.audit import audit_record
-
         audit_record(
             actor=self.request.user, channel=Channel.API, action="maintenance.delete", obj=instance
         )

@@ -51,14 +51,14 @@ def _locking_enabled() -> bool:
     return getattr(settings, "TESTBED_ALLOCATION_LOCKING", True)
 
 
-def _resource_of(booking: Booking):
+def _resource_of(booking: Booking) -> EquipmentType | AcceleratorPool:
     if booking.equipment_type_id:
-        resource = EquipmentType.objects.select_related("center").get(pk=booking.equipment_type_id)
-        booking.equipment_type = resource
-    else:
-        resource = AcceleratorPool.objects.select_related("center").get(pk=booking.pool_id)
-        booking.pool = resource
-    return resource
+        kind = EquipmentType.objects.select_related("center").get(pk=booking.equipment_type_id)
+        booking.equipment_type = kind
+        return kind
+    pool = AcceleratorPool.objects.select_related("center").get(pk=booking.pool_id or 0)
+    booking.pool = pool
+    return pool
 
 
 def _lock_resource(resource) -> None:

@@ -21,6 +21,7 @@ from booking.models import Allocation, Booking, Organization, Qualification
 from booking.policy import Refusal, check_maintenance, check_quantity, check_window
 from booking.services import notifications
 from booking.services.access import check_can_book_for, check_can_change_booking, is_operator
+from booking.services.fees import booking_price_set
 from booking.services.quotas import quota_release, quota_settle
 from booking.services.resources import (
     buffer_of,
@@ -256,8 +257,6 @@ def booking_cancel(
         )
         _release_allocations(booking)
         quota_release(booking=booking, now=now, reason="cancelled")
-        from booking.services.fees import booking_price_set
-
         booking_price_set(booking=booking)
         transaction.on_commit(
             lambda: notifications.booking_changed(booking.pk, "cancelled"), robust=True
@@ -367,8 +366,6 @@ def _finish(
     quota_settle(
         booking=booking, used_start=used_start, used_end=actual_end, now=now, reason="completed"
     )
-    from booking.services.fees import booking_price_set
-
     booking_price_set(booking=booking)
     return booking
 
@@ -432,8 +429,6 @@ def bookings_mark_no_shows(*, now: dt.datetime | None = None) -> int:
                 now=now,
                 reason="no-show",
             )
-            from booking.services.fees import booking_price_set
-
             booking_price_set(booking=booking)
             transaction.on_commit(
                 functools.partial(notifications.booking_changed, booking.pk, "no_show"), robust=True

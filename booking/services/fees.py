@@ -6,16 +6,15 @@ records a final price.
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import ROUND_HALF_UP, Decimal
 
 from booking.choices import BookingStatus
-from booking.models import Booking
+from booking.models import Booking, DiscountRule
 
 
 def discount_for(organization) -> Decimal:
     """The fraction off the list price for this organisation (0 to 1); the largest rule applies."""
-    from booking.models import DiscountRule
-
     best = Decimal("0")
     for rule in DiscountRule.objects.filter(active=True):
         if rule.applies_to(organization):
@@ -47,8 +46,6 @@ def booking_price(booking: Booking) -> int:
 
 
 def _free_window(resource):
-    import datetime as dt
-
     return dt.timedelta(minutes=resource.cancel_free_minutes)
 
 
