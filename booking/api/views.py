@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from booking.api import filters
+from booking.api.reports import REPORT_RENDERERS
 from booking.api.serializers import (
     ApiKeyCreateSerializer,
     ApiKeySerializer,
@@ -41,13 +42,29 @@ from booking.services.quotas import (
 from booking.services.resources import resource_for_code
 from equipment.api.serializers import MaintenanceWindowSerializer
 from equipment.models import MaintenanceWindow
-from testbed.api.fields import AwareDateTimeField
+from testbed.api.fields import FACILITY_ZONE, AwareDateTimeField
 from testbed.api.permissions import IsOperator
 from testbed.audit import audit_record
 from testbed.choices import Channel
 from testbed.errors import ServiceError
 
 MAX_WAIT_SECONDS = 30
+EXPORT_LIMIT = 10_000
+EXPORT_COLUMNS = [
+    "id",
+    "organization",
+    "user",
+    "resource",
+    "quantity",
+    "start",
+    "end",
+    "status",
+    "allocated",
+    "purpose",
+    "rejection_code",
+    "final_price_krw",
+    "created_at",
+]
 # What the allocation worker writes on a booking; re-read after `Prefer: wait`.
 DECISION_FIELDS = [
     "status",
@@ -113,6 +130,46 @@ class BookingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
     def _booking(self) -> Booking:
         return self.get_object()
+
+    def get_renderers(self):
+        if self.action == "list":  # the list also comes as CSV or XLSX for spreadsheets
+            return [renderer() for renderer in REPORT_RENDERERS]
+        return super().get_renderers()
+
+    def list(self, request, *args, **kwargs):
+        fmt = getattr(request.accepted_renderer, "format", "json")
+        if fmt not in ("csv", "xlsx"):
+            return super().list(request, *args, **kwargs)
+        bookings = self.filter_queryset(self.get_queryset())[:EXPORT_LIMIT]
+        rows = [
+            {
+                "id": b.pk,
+                "organization": b.organization.slug,
+                "user": b.user.username,
+                "resource": b.resource_code,
+                "quantity": b.quantity,
+                "start": b.start.astimezone(FACILITY_ZONE).isoformat(),
+                "end": b.end.astimezone(FACILITY_ZONE).isoformat(),
+                "status": b.status,
+                "allocated": " ".join(
+                    a.unit.code
+                    if a.unit
+                    else f"{a.node.hostname if a.node else ''}/{a.device.index if a.device else ''}"
+                    for a in b.allocations.all()
+                    if a.active
+                ),
+                "purpose": b.purpose,
+                "rejection_code": b.rejection_code,
+                "final_price_krw": b.final_price_krw,
+                "created_at": b.created_at.astimezone(FACILITY_ZONE).isoformat(),
+            }
+            for b in bookings
+        ]
+        disposition = f'attachment; filename="bookings.{fmt}"'
+        return Response(
+            {"title": "bookings", "columns": EXPORT_COLUMNS, "rows": rows},
+            headers={"Content-Disposition": disposition},
+        )
 
     @extend_schema(
         request=BookingCreateSerializer,

@@ -236,3 +236,25 @@ def test_it_answers_availability_for_a_week_of_a_128_device_pool_in_few_queries(
         )
     assert response.status_code == 200
     assert response.json()["capacity"] == 128
+
+
+def test_it_exports_the_bookings_list_as_csv_and_xlsx(api, member, outsider, lab):
+    import csv
+    import io
+
+    from openpyxl import load_workbook
+
+    booking_id = api(member).post("/api/v1/bookings", body(), format="json").json()["id"]
+    booking_allocate(booking_id=booking_id)
+    response = api(member).get("/api/v1/bookings", {"format": "csv"})
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert [(r["id"], r["resource"], r["status"], r["allocated"]) for r in rows] == [
+        (str(booking_id), "HC-PSG", "confirmed", "HC-PSG-01")
+    ]
+    assert rows[0]["start"] == "2026-12-02T10:00:00+09:00"
+    sheet = load_workbook(io.BytesIO(api(member).get("/api/v1/bookings", {"format": "xlsx"}).content)).active
+    assert [c.value for c in sheet[1]][:4] == ["id", "organization", "user", "resource"]
+    assert sheet.max_row == 2
+    outsider_csv = api(outsider).get("/api/v1/bookings", {"format": "csv"}).content.decode()
+    assert len(list(csv.DictReader(io.StringIO(outsider_csv)))) == 0
