@@ -253,7 +253,9 @@ def test_it_exports_the_bookings_list_as_csv_and_xlsx(api, member, outsider, lab
         (str(booking_id), "HC-PSG", "confirmed", "HC-PSG-01")
     ]
     assert rows[0]["start"] == "2026-12-02T10:00:00+09:00"
-    sheet = load_workbook(io.BytesIO(api(member).get("/api/v1/bookings", {"format": "xlsx"}).content)).active
+    sheet = load_workbook(
+        io.BytesIO(api(member).get("/api/v1/bookings", {"format": "xlsx"}).content)
+    ).active
     assert [c.value for c in sheet[1]][:4] == ["id", "organization", "user", "resource"]
     assert sheet.max_row == 2
     outsider_csv = api(outsider).get("/api/v1/bookings", {"format": "csv"}).content.decode()
