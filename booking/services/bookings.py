@@ -344,27 +344,41 @@ def booking_check_in(
 
 
 def _finish(
-    *, booking: Booking, actor, channel: str, action: str, now: dt.datetime, actual_end: dt.datetime
+    *,
+    booking: Booking,
+    actor,
+    channel: str,
+    action: str,
+    now: dt.datetime,
+    actual_end: dt.datetime,
+    from_states: Iterable[str] = (BookingStatus.ACTIVE, BookingStatus.CONFIRMED),
+    release_at: dt.datetime | None = None,
+    reason: str = "completed",
+    **fields,
 ) -> Booking:
+    """Complete a booking: free the rest of its slot, settle its quota hold against actual use,
+    set its final price. Call inside a transaction. `release_at` overrides when the units or
+    devices become free again (default: the actual end plus the type's buffer)."""
     booking = _transition(
         booking=booking,
         actor=actor,
         channel=channel,
         action=action,
-        from_states=[BookingStatus.ACTIVE, BookingStatus.CONFIRMED],
+        from_states=from_states,
         to_state=BookingStatus.COMPLETED,
         now=now,
         actual_end=actual_end,
+        **fields,
     )
-    if actual_end < booking.end:
-        # Release the rest of the slot: the unit or devices are free again from now (plus buffer).
-        new_end = max(actual_end, booking.start) + buffer_of(booking.resource)
-        Allocation.objects.filter(booking=booking, active=True, start__lt=new_end).update(
-            end=new_end
-        )
+    if release_at is None and actual_end < booking.end:
+        release_at = max(actual_end, booking.start) + buffer_of(booking.resource)
+    if release_at is not None:
+        Allocation.objects.filter(
+            booking=booking, active=True, start__lt=release_at, end__gt=release_at
+        ).update(end=release_at)
     used_start = booking.actual_start or booking.start
     quota_settle(
-        booking=booking, used_start=used_start, used_end=actual_end, now=now, reason="completed"
+        booking=booking, used_start=used_start, used_end=actual_end, now=now, reason=reason
     )
     booking_price_set(booking=booking)
     return booking

@@ -24,9 +24,7 @@ from booking.choices import BookingStatus
 from booking.models import Allocation, Booking, TelemetrySample
 from booking.policy import align_up
 from booking.services import notifications
-from booking.services.bookings import _transition
-from booking.services.fees import booking_price_set
-from booking.services.quotas import quota_settle
+from booking.services.bookings import _finish
 from booking.services.resources import policy_for
 from equipment.models import AcceleratorPool
 from testbed.audit import audit_record
@@ -201,31 +199,20 @@ def booking_reclaim(
                 f"Booking #{booking.pk} is no longer an active idle-flagged booking: nothing to reclaim.",
                 code="invalid_state",
             )
-        booking = _transition(
+        # Bookings start on slot boundaries, so the devices are of use to others from the next one.
+        release_at = min(align_up(policy_for(_pool_of(locked)), now), locked.end)
+        booking = _finish(
             booking=locked,
             actor=actor,
             channel=channel,
             action="booking.reclaim",
-            from_states=[BookingStatus.ACTIVE],
-            to_state=BookingStatus.COMPLETED,
             now=now,
             actual_end=now,
+            from_states=[BookingStatus.ACTIVE],
+            release_at=release_at,
+            reason="reclaimed: idle",
             reclaimed_at=now,
         )
-        pool = _pool_of(booking)
-        # Bookings start on slot boundaries, so the devices are of use to others from the next one.
-        release_at = min(align_up(policy_for(pool), now), booking.end)
-        Allocation.objects.filter(booking=booking, active=True, end__gt=release_at).update(
-            end=release_at
-        )
-        quota_settle(
-            booking=booking,
-            used_start=booking.actual_start or booking.start,
-            used_end=now,
-            now=now,
-            reason="reclaimed: idle",
-        )
-        booking_price_set(booking=booking)
         transaction.on_commit(
             lambda: notifications.booking_changed(booking.pk, "reclaimed"), robust=True
         )
