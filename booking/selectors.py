@@ -19,15 +19,17 @@ def _org_scope(user, auth) -> Q | None:
     return Q(organization_id__in=Membership.objects.filter(user=user).values("organization_id"))
 
 
+# What a booking's `allocations` field shows, in one query for any number of bookings.
+ALLOCATIONS_PREFETCH = Prefetch(
+    "allocations",
+    queryset=Allocation.objects.select_related("unit", "node", "device").order_by("pk"),
+)
+
+
 def booking_list(*, user, auth=None) -> QuerySet[Booking]:
     qs = Booking.objects.select_related(
         "organization", "user", "equipment_type", "pool", "affected_by_maintenance"
-    ).prefetch_related(
-        Prefetch(
-            "allocations",
-            queryset=Allocation.objects.select_related("unit", "node", "device").order_by("pk"),
-        )
-    )
+    ).prefetch_related(ALLOCATIONS_PREFETCH)
     scope = _org_scope(user, auth)
     return qs if scope is None else qs.filter(scope)
 

@@ -10,7 +10,7 @@ from testbed.choices import Channel
 from testbed.models import AuditEntry
 
 
-def audit_record(
+def audit_entry(
     *,
     actor: Any,
     channel: str,
@@ -20,9 +20,10 @@ def audit_record(
     to_state: str = "",
     data: dict | None = None,
 ) -> AuditEntry:
+    """An unsaved entry, for writing many at once with bulk_create."""
     if channel not in Channel.values:
         raise ValueError(f"unknown audit channel {channel!r}")
-    return AuditEntry.objects.create(
+    return AuditEntry(
         actor=actor if getattr(actor, "pk", None) else None,
         channel=channel,
         action=action,
@@ -32,3 +33,10 @@ def audit_record(
         to_state=to_state,
         data=data or {},
     )
+
+
+def audit_record(**kwargs: Any) -> AuditEntry:
+    """Write one entry now (same arguments as audit_entry)."""
+    entry = audit_entry(**kwargs)
+    entry.save(force_insert=True)
+    return entry

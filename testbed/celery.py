@@ -5,12 +5,25 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "testbed.settings")
 
 app = Celery("testbed")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _recycle_database_connections(**_kwargs) -> None:
+    """Treat each task like a request: keep a healthy connection for CONN_MAX_AGE, drop broken ones.
+
+    Celery's fixup would close every connection around every task (see CELERY_DB_REUSE_MAX).
+    """
+    from django.db import close_old_connections
+
+    close_old_connections()
 
 
 @app.task(name="testbed.ping", ignore_result=False)

@@ -172,6 +172,12 @@ CELERY_TASK_ACKS_LATE = True
 # Outcomes live in the database; storing task results would cost a Redis write (and a result
 # subscription on the sender) per booking. Tasks whose result is read say ignore_result=False.
 CELERY_TASK_IGNORE_RESULT = True
+# Celery's Django fixup closes every database connection before and after each task unless this
+# is set, so each booking decision paid for a new PostgreSQL connection (a backend fork and a
+# cold catalogue cache). testbed/celery.py handles connections the way Django handles requests
+# instead (close_old_connections: CONN_MAX_AGE and health checks), so the fixup's own recycling
+# is pushed out of the way.
+CELERY_DB_REUSE_MAX = 1_000_000_000
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
@@ -255,6 +261,9 @@ TESTBED_ALLOCATION_LOCKING = env_bool("TESTBED_ALLOCATION_LOCKING", True)
 # Fault drill: pause this long between reading availability and writing the decision, to widen
 # the window in which racing workers could collide (tests and bench/ only; 0 in production).
 TESTBED_DECIDE_DELAY_MS = env_int("TESTBED_DECIDE_DELAY_MS", 0, minimum=0)
+# How many pending bookings one allocation task may decide in its transaction: the one it was
+# queued for plus others nobody holds (1 decides one at a time).
+TESTBED_ALLOCATION_BATCH = env_int("TESTBED_ALLOCATION_BATCH", 32, minimum=1)
 
 # Periodic work; django-celery-beat's DatabaseScheduler installs these and operators may edit them.
 CELERY_BEAT_SCHEDULE = {

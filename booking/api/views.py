@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django.db.models import prefetch_related_objects
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -24,12 +25,19 @@ from booking.api.serializers import (
     QuotaGrantSerializer,
     ReasonSerializer,
 )
-from booking.models import ApiKey, Booking, Membership, Organization, QuotaGrant
-from booking.selectors import availability, booking_list, organization_list, quota_grant_list
+from booking.choices import BookingStatus
+from booking.models import Allocation, ApiKey, Booking, Membership, Organization, QuotaGrant
+from booking.selectors import (
+    ALLOCATIONS_PREFETCH,
+    availability,
+    booking_list,
+    organization_list,
+    quota_grant_list,
+)
 from booking.services import bookings as booking_services
 from booking.services.access import access_organization, default_organization_for, is_operator
 from booking.services.api_keys import api_key_create, api_key_revoke
-from booking.services.decisions import decision_wait
+from booking.services.decisions import decision_listen, decision_wait
 from booking.services.idempotency import idempotent_create, request_fingerprint
 from booking.services.maintenance import maintenance_target_for, maintenance_window_create
 from booking.services.organizations import member_add, organization_create, organization_update
@@ -202,6 +210,8 @@ class BookingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         else:
             organization = default_organization_for(request.user)
 
+        # Subscribed before the booking exists, its decision cannot be published unseen.
+        listened = bool(wait) and decision_listen()
         made: list[Booking] = []
 
         def create() -> int:
@@ -228,7 +238,7 @@ class BookingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         )
         headers = {"Location": f"/api/v1/bookings/{booking_id}"}
         if wait:
-            decision_wait(booking_id, wait)
+            decision_wait(booking_id, wait, listened=listened and bool(made))
             headers["Preference-Applied"] = f"wait={wait:g}"
         if made:
             # The booking just created is in hand with its organisation, user and resource: only
@@ -237,6 +247,11 @@ class BookingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             if wait:
                 booking.refresh_from_db(fields=DECISION_FIELDS)
             booking.affected_by_maintenance = None
+            if booking.status in (BookingStatus.PENDING, BookingStatus.REJECTED):
+                # A booking this young has never held a unit or device.
+                booking._prefetched_objects_cache = {"allocations": Allocation.objects.none()}
+            else:
+                prefetch_related_objects([booking], ALLOCATIONS_PREFETCH)
         else:  # an idempotent repeat: read the first result as any other
             booking = booking_list(user=request.user, auth=request.auth).get(pk=booking_id)
         return Response(

@@ -1,31 +1,47 @@
-"""Deciding a pending booking: the locking rule of ARCHITECTURE.md in one durable transaction.
+"""Deciding pending bookings: the locking rule of ARCHITECTURE.md in one durable transaction.
 
-1. lock the row whose availability shrinks (the equipment type or pool), with a lock timeout;
-2. lock the organisation's applicable quota grants, sorted by primary key (inside quota_reserve);
-3. re-read what holds the units or devices, choose with the pure allocator, insert allocation
-   rows, move the booking out of `pending` with a conditional UPDATE (row count checked);
-4. audit; notifications go out on commit, never while locks are held.
+An allocation task decides the booking it was queued for and, in the same transaction, up to
+TESTBED_ALLOCATION_BATCH - 1 other pending bookings that no other worker holds (SKIP LOCKED),
+oldest first, so that under load one transaction and one read of each resource serve many
+bookings; the tasks of the bookings decided along the way find them decided and do nothing.
+1. lock the booking rows; then the rows whose availability shrinks (equipment types, then
+   pools, by primary key), with a lock timeout; then the organisations' quota grants by pk;
+2. read what holds the units or devices once per resource, choose with the pure allocator
+   booking by booking (each sees the ones placed before it), insert allocation rows, move the
+   bookings out of `pending`;
+3. audit; decisions are published and emails queued on commit, never while locks are held.
 PostgreSQL's exclusion constraints are the backstop: if they fire (only possible with locking
-turned off), the decision is simply made again and sees the winner's rows.
+turned off), the decisions are simply made again and see the winner's rows.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import time
+from collections import defaultdict
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, transaction
+from django.db.models import F
 from django.utils import timezone
 
-from booking.allocator import choose_devices, choose_units, find_alternatives
+from booking.allocator import (
+    DeviceState,
+    NodeState,
+    UnitState,
+    choose_devices,
+    choose_units,
+    find_alternatives,
+)
 from booking.choices import BookingStatus
 from booking.models import Allocation, Booking
 from booking.policy import check_maintenance
 from booking.services import notifications
-from booking.services.decisions import decision_publish
-from booking.services.quotas import QuotaExceeded, quota_reserve
+from booking.services.decisions import decisions_publish
+from booking.services.quotas import QuotaExceeded, lock_grants, quota_reserve
 from booking.services.resources import (
     buffer_of,
     node_states,
@@ -34,9 +50,10 @@ from booking.services.resources import (
     unit_states,
 )
 from equipment.models import AcceleratorPool, EquipmentType
-from testbed.audit import audit_record
+from testbed.audit import audit_entry
 from testbed.choices import Channel
 from testbed.db import set_lock_timeout
+from testbed.models import AuditEntry
 
 logger = logging.getLogger(__name__)
 
@@ -49,35 +66,6 @@ class AllocationBusy(Exception):
 
 def _locking_enabled() -> bool:
     return getattr(settings, "TESTBED_ALLOCATION_LOCKING", True)
-
-
-def _resource_of(booking: Booking) -> EquipmentType | AcceleratorPool:
-    if booking.equipment_type_id:
-        kind = EquipmentType.objects.select_related("center").get(pk=booking.equipment_type_id)
-        booking.equipment_type = kind
-        return kind
-    pool = AcceleratorPool.objects.select_related("center").get(pk=booking.pool_id or 0)
-    booking.pool = pool
-    return pool
-
-
-def _lock_resource(resource) -> None:
-    model = type(resource)
-    model.objects.select_for_update().filter(pk=resource.pk).values_list("pk", flat=True).first()
-
-
-def _placement(resource, booking: Booking, start: dt.datetime, end: dt.datetime):
-    """(unit ids, None) or (device ids, node ids by device) free over [start, end) (buffer included)."""
-    if isinstance(resource, EquipmentType):
-        units = unit_states(resource, start, end)
-        chosen = choose_units(units, start, end, booking.quantity, pinned=booking.pinned_unit_id)
-        return (chosen, None) if chosen else (None, None)
-    nodes = node_states(resource, start, end)
-    placement = choose_devices(nodes, start, end, booking.quantity)
-    if placement is None:
-        return None, None
-    node_of = {d.id: n.id for n in nodes for d in n.devices}
-    return list(placement.device_ids), {d: node_of[d] for d in placement.device_ids}
 
 
 def alternatives_for(resource, booking: Booking, *, now: dt.datetime, limit: int = 5) -> list[dict]:
@@ -124,128 +112,254 @@ def alternatives_for(resource, booking: Booking, *, now: dt.datetime, limit: int
     return [{"start": s.isoformat(), "end": e.isoformat()} for s, e in found]
 
 
+@dataclass
+class _Resource:
+    """One resource of a batch with what holds it over the span of the batch's bookings."""
+
+    obj: EquipmentType | AcceleratorPool
+    bookings: list[Booking]
+    units: list[UnitState] | None = None
+    nodes: list[NodeState] | None = None
+    windows: list[tuple] = field(default_factory=list)
+
+    def load(self) -> None:
+        """One read of units or devices, allocations and maintenance for the whole batch."""
+        buffer = buffer_of(self.obj)
+        span_start = min(b.start for b in self.bookings)
+        span_end = max(b.end for b in self.bookings) + buffer
+        self.windows = resource_maintenance(self.obj, span_start, span_end)
+        if isinstance(self.obj, EquipmentType):
+            self.units = unit_states(self.obj, span_start, span_end)
+        else:
+            self.nodes = node_states(self.obj, span_start, span_end)
+
+    def place(self, booking: Booking) -> tuple[list[int], dict[int, int] | None] | None:
+        """(unit ids, None) or (device ids, node id by device), free over the booking; or None."""
+        start, end = booking.start, booking.end + buffer_of(self.obj)
+        if self.units is not None:
+            chosen = choose_units(
+                self.units, start, end, booking.quantity, pinned=booking.pinned_unit_id
+            )
+            return (chosen, None) if chosen else None
+        assert self.nodes is not None
+        placement = choose_devices(self.nodes, start, end, booking.quantity)
+        if placement is None:
+            return None
+        node_of = {d.id: n.id for n in self.nodes for d in n.devices}
+        return list(placement.device_ids), {d: node_of[d] for d in placement.device_ids}
+
+    def hold(self, targets: list[int], start: dt.datetime, end: dt.datetime) -> None:
+        """What later bookings of the batch see: these targets are now busy over [start, end)."""
+        taken = set(targets)
+        if self.units is not None:
+            self.units = [
+                UnitState(id=u.id, busy=(*u.busy, (start, end))) if u.id in taken else u
+                for u in self.units
+            ]
+            return
+        assert self.nodes is not None
+        self.nodes = [
+            NodeState(
+                id=n.id,
+                devices=tuple(
+                    DeviceState(id=d.id, busy=(*d.busy, (start, end))) if d.id in taken else d
+                    for d in n.devices
+                ),
+            )
+            if any(d.id in taken for d in n.devices)
+            else n
+            for n in self.nodes
+        ]
+
+
+def _claim(booking_id: int, limit: int) -> tuple[Booking | None, list[Booking]]:
+    """Lock the booking asked for, then up to limit-1 other pending ones nobody else holds.
+
+    The asked-for row is waited for (under the lock timeout); the others are taken with SKIP
+    LOCKED, so concurrent workers split the queue between them instead of queueing behind one
+    another. Bookings of contested rounds wait for their round and are never taken uninvited.
+    """
+    rows = Booking.objects.select_related("user").select_for_update(of=("self",))
+    asked = rows.filter(pk=booking_id).first()
+    if asked is None or asked.status != BookingStatus.PENDING or limit <= 1:
+        return asked, [asked] if asked and asked.status == BookingStatus.PENDING else []
+    others = list(
+        Booking.objects.select_related("user")
+        .select_for_update(of=("self",), skip_locked=True)
+        .filter(status=BookingStatus.PENDING, round__isnull=True)
+        .exclude(pk=booking_id)
+        .order_by("pk")[: limit - 1]
+    )
+    return asked, sorted([asked, *others], key=lambda b: b.pk)
+
+
+def _resources(bookings: list[Booking]) -> dict[tuple[str, int], _Resource]:
+    """The batch's equipment types and pools, locked in one global order: types, then pools, by pk."""
+    lock = _locking_enabled()
+    found: dict[tuple[str, int], _Resource] = {}
+    for kind, model, attr in (
+        ("type", EquipmentType, "equipment_type_id"),
+        ("pool", AcceleratorPool, "pool_id"),
+    ):
+        ids = sorted({getattr(b, attr) for b in bookings if getattr(b, attr)})
+        if not ids:
+            continue
+        rows = model.objects.select_related("center").filter(pk__in=ids).order_by("pk")
+        if lock:
+            rows = rows.select_for_update(of=("self",))
+        for obj in rows:
+            found[(kind, obj.pk)] = _Resource(obj=obj, bookings=[])
+    for b in bookings:
+        entry = found[_key(b)]
+        entry.bookings.append(b)
+        if isinstance(entry.obj, EquipmentType):
+            b.equipment_type = entry.obj
+        else:
+            b.pool = entry.obj
+    return found
+
+
+def _key(booking: Booking) -> tuple[str, int]:
+    if booking.equipment_type_id:
+        return ("type", booking.equipment_type_id)
+    return ("pool", booking.pool_id or 0)
+
+
 def _decide(booking_id: int, *, now: dt.datetime) -> str:
+    """Decide the booking asked for, and the other pending bookings claimed with it, in one
+    durable transaction under the locking rule. Returns the asked-for booking's status."""
+    decided: list[tuple[Booking, str, list[int], tuple[str, str] | None]] = []
     with transaction.atomic(durable=True):
         set_lock_timeout(settings.TESTBED_LOCK_TIMEOUT_MS)
-        # Simple queries, not one wide join: this runs for every booking and PostgreSQL spends
-        # longer planning a six-table join than running these.
-        booking = Booking.objects.select_related("user").filter(pk=booking_id).first()
-        if booking is None:
+        asked, batch = _claim(booking_id, settings.TESTBED_ALLOCATION_BATCH)
+        if asked is None:
             logger.warning("allocate: booking %s does not exist (deleted?)", booking_id)
             return "missing"
-        if booking.status != BookingStatus.PENDING:
-            return booking.status  # decided already: a task delivered twice changes nothing
-        resource = _resource_of(booking)
-        if _locking_enabled():
-            _lock_resource(resource)
-            # Look again under the lock: another worker may have decided meanwhile.
-            status = Booking.objects.filter(pk=booking_id).values_list("status", flat=True).first()
-            if status != BookingStatus.PENDING:
-                return status or "missing"
-
-        buffer = buffer_of(resource)
-        windows = resource_maintenance(resource, booking.start, booking.end)
-        rejection: tuple[str, str] | None = None
-        targets, node_of = (None, None)
-        if windows:
-            w_start, w_end, reason = windows[0]
-            rejection = (
-                "maintenance",
-                f"{resource.code} is under maintenance from {timezone.localtime(w_start):%Y-%m-%d %H:%M} "
-                f"to {timezone.localtime(w_end):%Y-%m-%d %H:%M} ({reason}): choose another time.",
-            )
-        else:
-            targets, node_of = _placement(resource, booking, booking.start, booking.end + buffer)
-            if targets is None:
-                what = "unit" if isinstance(resource, EquipmentType) else "device"
-                rejection = (
-                    "unavailable",
-                    f"Not enough free {what}s of {resource.code} for ×{booking.quantity} over this window: "
-                    "pick one of the alternatives, or another time.",
-                )
-
+        if not batch:
+            return asked.status  # decided already: a task delivered twice changes nothing
+        resources = _resources(batch)
+        # Then the organisations' quota grants, all of them at once and sorted by primary key,
+        # so that two batches can never wait on each other's grants.
+        lock_grants(organization_ids={b.organization_id for b in batch})
+        for entry in resources.values():
+            entry.load()
         if settings.TESTBED_DECIDE_DELAY_MS:
             time.sleep(settings.TESTBED_DECIDE_DELAY_MS / 1000)  # fault drill only (see settings)
 
-        over_quota = False
-        if rejection is None:
-            try:
-                over_quota = quota_reserve(booking=booking, resource=resource, now=now)
-            except QuotaExceeded as exc:
-                rejection = ("quota_exceeded", exc.message)
+        pending_rows: list[Allocation] = []
+        confirmed: dict[tuple[str, bool], list[int]] = defaultdict(list)
+        for booking in batch:
+            entry = resources[_key(booking)]
+            resource = entry.obj
+            buffer = buffer_of(resource)
+            rejection: tuple[str, str] | None = None
+            placed = None
+            clash = [w for w in entry.windows if w[0] < booking.end and w[1] > booking.start]
+            if clash:
+                w_start, w_end, reason = clash[0]
+                rejection = (
+                    "maintenance",
+                    f"{resource.code} is under maintenance from "
+                    f"{timezone.localtime(w_start):%Y-%m-%d %H:%M} to "
+                    f"{timezone.localtime(w_end):%Y-%m-%d %H:%M} ({reason}): choose another time.",
+                )
+            else:
+                placed = entry.place(booking)
+                if placed is None:
+                    what = "unit" if isinstance(resource, EquipmentType) else "device"
+                    rejection = (
+                        "unavailable",
+                        f"Not enough free {what}s of {resource.code} for ×{booking.quantity} over "
+                        "this window: pick one of the alternatives, or another time.",
+                    )
+            over_quota = False
+            if rejection is None:
+                try:
+                    over_quota = quota_reserve(booking=booking, resource=resource, now=now)
+                except QuotaExceeded as exc:
+                    rejection = ("quota_exceeded", exc.message)
 
-        if rejection is not None:
-            code, detail = rejection
-            alternatives = (
-                alternatives_for(resource, booking, now=now)
-                if code in {"unavailable", "maintenance"}
-                else []
-            )
-            updated = Booking.objects.filter(pk=booking_id, status=BookingStatus.PENDING).update(
-                status=BookingStatus.REJECTED,
-                rejection_code=code,
-                rejection_detail=detail[:500],
-                alternatives=alternatives,
-                decided_at=now,
-                updated_at=now,
-                allocation_attempts=booking.allocation_attempts + 1,
-            )
-            new_status = BookingStatus.REJECTED
-        else:
-            assert targets is not None
-            rows = [
+            if rejection is not None:
+                code, detail = rejection
+                alternatives: list[dict] = []
+                if code in {"unavailable", "maintenance"}:
+                    _flush(pending_rows)  # alternatives read the rows this batch placed so far
+                    alternatives = alternatives_for(resource, booking, now=now)
+                Booking.objects.filter(pk=booking.pk).update(
+                    status=BookingStatus.REJECTED,
+                    rejection_code=code,
+                    rejection_detail=detail[:500],
+                    alternatives=alternatives,
+                    decided_at=now,
+                    updated_at=now,
+                    allocation_attempts=F("allocation_attempts") + 1,
+                )
+                decided.append((booking, BookingStatus.REJECTED, [], rejection))
+                continue
+            assert placed is not None
+            targets, node_of = placed
+            end = booking.end + buffer
+            entry.hold(targets, booking.start, end)
+            pending_rows.extend(
                 Allocation(
-                    booking_id=booking_id,
-                    unit_id=t,
-                    start=booking.start,
-                    end=booking.end + buffer,
-                    created_at=now,
+                    booking_id=booking.pk, unit_id=t, start=booking.start, end=end, created_at=now
                 )
                 if node_of is None
                 else Allocation(
-                    booking_id=booking_id,
+                    booking_id=booking.pk,
                     device_id=t,
                     node_id=node_of[t],
                     start=booking.start,
-                    end=booking.end + buffer,
+                    end=end,
                     created_at=now,
                 )
                 for t in targets
-            ]
-            Allocation.objects.bulk_create(rows)
-            new_status = (
+            )
+            new_status: str = (
                 BookingStatus.AWAITING_APPROVAL
                 if resource.requires_approval
                 else BookingStatus.CONFIRMED
             )
-            updated = Booking.objects.filter(pk=booking_id, status=BookingStatus.PENDING).update(
+            confirmed[(new_status, over_quota)].append(booking.pk)
+            decided.append((booking, new_status, targets, None))
+
+        _flush(pending_rows)
+        for (new_status, over_quota), ids in confirmed.items():
+            Booking.objects.filter(pk__in=ids).update(
                 status=new_status,
                 over_quota=over_quota,
                 decided_at=now,
                 updated_at=now,
-                allocation_attempts=booking.allocation_attempts + 1,
+                allocation_attempts=F("allocation_attempts") + 1,
             )
-        if updated != 1:
-            # Somebody else moved it (e.g. cancelled while we decided): undo our writes.
-            transaction.set_rollback(True)
-            return (
-                Booking.objects.filter(pk=booking_id).values_list("status", flat=True).first()
-                or "missing"
+        AuditEntry.objects.bulk_create(
+            audit_entry(
+                actor=None,
+                channel=Channel.SYSTEM,
+                action="booking.allocate",
+                obj=booking,
+                from_state=BookingStatus.PENDING,
+                to_state=status,
+                data={"targets": targets, "rejection": rejection[0] if rejection else None},
             )
-        booking.status = new_status
-        audit_record(
-            actor=None,
-            channel=Channel.SYSTEM,
-            action="booking.allocate",
-            obj=booking,
-            from_state=BookingStatus.PENDING,
-            to_state=new_status,
-            data={"targets": targets or [], "rejection": rejection[0] if rejection else None},
+            for booking, status, targets, rejection in decided
         )
-        transaction.on_commit(lambda: decision_publish(booking_id, new_status), robust=True)
-        if booking.user.email:
-            transaction.on_commit(lambda: notifications.booking_decided(booking_id), robust=True)
-        return new_status
+        outcomes = {booking.pk: status for booking, status, _t, _r in decided}
+        transaction.on_commit(lambda: decisions_publish(outcomes), robust=True)
+        for booking, _status, _t, _r in decided:
+            if booking.user.email:
+                transaction.on_commit(
+                    functools.partial(notifications.booking_decided, booking.pk), robust=True
+                )
+    if len(decided) > 1:
+        logger.info("allocate: decided %d bookings in one transaction", len(decided))
+    return outcomes[booking_id]
+
+
+def _flush(rows: list[Allocation]) -> None:
+    if rows:
+        Allocation.objects.bulk_create(rows)
+        rows.clear()
 
 
 def booking_allocate(*, booking_id: int, attempts: int = 5) -> str:

@@ -1,14 +1,21 @@
 """Telling waiting requests that a booking was decided.
 
-The worker publishes on a Redis channel after its transaction commits; a request waiting with
-`Prefer: wait=N` subscribes and wakes at once. Without Redis (the embedded default) the web
-falls back to polling the row. Either way the web holds no transaction while it waits.
+The worker publishes `"<booking id> <status>"` on one Redis channel after its transaction
+commits. Each web process keeps one subscription to it, in a background thread, and wakes the
+requests waiting with `Prefer: wait=N` on the bookings they created: no Redis connection, no
+subscribe and no database read per request. The listener also remembers the last few thousand
+decisions, so a decision that arrives before its request starts waiting is not missed.
+Without Redis (the embedded default) the web polls the row instead. Either way the web holds
+no transaction while it waits.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
+from collections import OrderedDict
 from functools import lru_cache
 
 from django.conf import settings
@@ -17,7 +24,9 @@ from booking.choices import BookingStatus
 from booking.models import Booking
 
 logger = logging.getLogger(__name__)
-CHANNEL = "testbed:booking-decided:{}"
+CHANNEL = "testbed:booking-decided"
+REMEMBERED = 4096  # recent decisions kept per process
+SAFETY_POLL_SECONDS = 1.0  # a waiter also reads the row this often, in case a message was lost
 
 
 @lru_cache(maxsize=1)
@@ -29,42 +38,161 @@ def _redis():
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2)
 
 
-def decision_publish(booking_id: int, status: str) -> None:
+def decisions_publish(outcomes: dict[int, str]) -> None:
+    """Publish the decisions of a batch (booking id → status) in one round trip, after commit."""
     client = _redis()
-    if client is None:
+    if client is None or not outcomes:
         return
     try:
-        client.publish(CHANNEL.format(booking_id), status)
-    except Exception:  # waiting clients fall back to their final read
-        logger.warning("could not publish the decision of booking %s", booking_id, exc_info=True)
+        pipe = client.pipeline(transaction=False)
+        for booking_id, status in outcomes.items():
+            pipe.publish(CHANNEL, f"{booking_id} {status}")
+        pipe.execute()
+    except Exception:  # waiting clients fall back to reading the row
+        logger.warning("could not publish the decisions of %s", sorted(outcomes), exc_info=True)
+
+
+class _Waiter:
+    __slots__ = ("event", "status")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.status: str | None = None
+
+
+class _Listener:
+    """One subscription per process; dispatches decisions to the threads waiting for them."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        self.ready = threading.Event()  # subscribed: decisions published from now on arrive
+        self.waiters: dict[int, list[_Waiter]] = {}
+        self.recent: OrderedDict[int, str] = OrderedDict()
+        self.thread = threading.Thread(target=self._run, name="booking-decisions", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            pubsub = self.client.pubsub()
+            try:
+                pubsub.subscribe(CHANNEL)
+                while True:
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is None:
+                        continue
+                    if message["type"] == "subscribe":
+                        self.ready.set()
+                    elif message["type"] == "message":
+                        self._deliver(message["data"])
+            except Exception:
+                # Decisions published while disconnected are not seen: waiters read the row
+                # every SAFETY_POLL_SECONDS, so they learn them a little later, never wrongly.
+                self.ready.clear()
+                logger.warning("decision listener lost Redis; reconnecting", exc_info=True)
+                time.sleep(1)
+            finally:
+                try:
+                    pubsub.close()
+                except Exception:  # noqa: S110 - already broken
+                    pass
+
+    def _deliver(self, data: bytes | str) -> None:
+        text = data.decode() if isinstance(data, bytes) else str(data)
+        raw_id, _, status = text.partition(" ")
+        try:
+            booking_id = int(raw_id)
+        except ValueError:
+            return
+        with self.lock:
+            self.recent[booking_id] = status
+            if len(self.recent) > REMEMBERED:
+                self.recent.popitem(last=False)
+            for waiter in self.waiters.pop(booking_id, ()):
+                waiter.status = status
+                waiter.event.set()
+
+    def expect(self, booking_id: int) -> _Waiter:
+        waiter = _Waiter()
+        with self.lock:
+            known = self.recent.get(booking_id)
+            if known is not None:
+                waiter.status = known
+                waiter.event.set()
+            else:
+                self.waiters.setdefault(booking_id, []).append(waiter)
+        return waiter
+
+    def forget(self, booking_id: int, waiter: _Waiter) -> None:
+        with self.lock:
+            waiting = self.waiters.get(booking_id)
+            if waiting and waiter in waiting:
+                waiting.remove(waiter)
+                if not waiting:
+                    del self.waiters[booking_id]
+
+
+_listener_lock = threading.Lock()
+_listener_instance: _Listener | None = None
+
+
+def _listener() -> _Listener | None:
+    global _listener_instance
+    client = _redis()
+    if client is None:
+        return None
+    current = _listener_instance
+    if current is not None and current.pid == os.getpid():
+        return current
+    with _listener_lock:  # first use in this process (or first after a fork)
+        if _listener_instance is None or _listener_instance.pid != os.getpid():
+            if _listener_instance is not None:  # inherited through fork: its thread is gone
+                _redis.cache_clear()
+                client = _redis()
+            _listener_instance = _Listener(client)
+        return _listener_instance
+
+
+def decision_listen(timeout: float = 1.0) -> bool:
+    """Make sure this process is subscribed before a booking is queued; False without Redis.
+
+    Called before creating a booking that will be waited for: once subscribed, its decision
+    cannot be published unseen.
+    """
+    listener = _listener()
+    return listener is not None and listener.ready.wait(timeout)
 
 
 def _status(booking_id: int) -> str | None:
     return Booking.objects.filter(pk=booking_id).values_list("status", flat=True).first()
 
 
-def decision_wait(booking_id: int, seconds: float) -> str | None:
-    """Block up to `seconds` until the booking leaves `pending`; its status then (or still pending)."""
+def decision_wait(booking_id: int, seconds: float, *, listened: bool = False) -> str | None:
+    """Block up to `seconds` until the booking leaves `pending`; its status then (or still pending).
+
+    `listened=True` says decision_listen() answered True before the booking was created, so no
+    first read of the row is needed.
+    """
     deadline = time.monotonic() + seconds
-    client = _redis()
-    if client is not None:
+    listener = _listener() if listened else None
+    if listener is None and decision_listen(timeout=min(seconds, 1.0)):
+        listener = _listener()
+    if listener is not None:
+        waiter = listener.expect(booking_id)
         try:
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
-            pubsub.subscribe(CHANNEL.format(booking_id))
-            try:
-                status = _status(booking_id)  # after subscribing, so a decision cannot slip between
-                while status == BookingStatus.PENDING and (left := deadline - time.monotonic()) > 0:
-                    message = pubsub.get_message(timeout=min(left, 1.0))
-                    if message is not None:  # sent after the decision committed: it is the status
-                        data = message["data"]
-                        return data.decode() if isinstance(data, bytes) else str(data)
-                return status
-            finally:
-                pubsub.close()
-        except Exception:
-            logger.warning(
-                "Redis wait failed for booking %s; polling instead", booking_id, exc_info=True
-            )
+            # Listening since before the booking existed: nothing can have been missed yet.
+            status = BookingStatus.PENDING if listened else _status(booking_id)
+            while status == BookingStatus.PENDING:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return status
+                if waiter.event.wait(min(left, SAFETY_POLL_SECONDS)):
+                    return waiter.status
+                status = _status(booking_id)
+            return status
+        finally:
+            listener.forget(booking_id, waiter)
     pause = 0.005
     status = _status(booking_id)
     while status == BookingStatus.PENDING and time.monotonic() < deadline:

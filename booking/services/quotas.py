@@ -124,6 +124,20 @@ def grant_balances(grant_ids) -> dict[int, Balance]:
     }
 
 
+def lock_grants(*, organization_ids: set[int]) -> None:
+    """Lock every quota grant of these organisations, sorted by primary key (the locking rule).
+
+    A batch of decisions takes them all up front, so grants are never locked out of order.
+    """
+    if organization_ids:
+        list(
+            QuotaGrant.objects.filter(organization_id__in=organization_ids)
+            .select_for_update()
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+
+
 def quota_reserve(*, booking: Booking, resource, now: dt.datetime) -> bool:
     """Lock the applicable grants and hold the booking's unit-hours on them.
 

@@ -260,3 +260,59 @@ def test_it_exports_the_bookings_list_as_csv_and_xlsx(api, member, outsider, lab
     assert sheet.max_row == 2
     outsider_csv = api(outsider).get("/api/v1/bookings", {"format": "csv"}).content.decode()
     assert len(list(csv.DictReader(io.StringIO(outsider_csv)))) == 0
+
+
+def test_the_fast_booking_representation_matches_drfs_generic_one(api, member, operator, lab):
+    """BookingSerializer writes its JSON by hand for speed: it must equal what DRF would build."""
+    from rest_framework import serializers
+
+    from booking.api.serializers import BookingSerializer
+    from booking.selectors import booking_list
+    from equipment.models import MaintenanceWindow
+
+    pool = make_pool(nodes=1, per_node=8)
+    client = api(member)
+    ids = [
+        client.post("/api/v1/bookings", body(), format="json").json()["id"],  # confirmed
+        client.post("/api/v1/bookings", body(), format="json").json()["id"],  # rejected
+        client.post(
+            "/api/v1/bookings",
+            body(
+                resource=pool.code,
+                quantity=2,
+                start="2026-12-03T00:00:00+09:00",
+                end="2026-12-03T02:00:00+09:00",
+            ),
+            format="json",
+        ).json()["id"],  # confirmed on devices
+    ]
+    for booking_id in ids:
+        booking_allocate(booking_id=booking_id)
+    ids.append(
+        client.post(
+            "/api/v1/bookings",
+            body(start="2026-12-04T10:00:00+09:00", end="2026-12-04T11:00:00+09:00"),
+            format="json",
+        ).json()["id"]  # stays pending
+    )
+    window = MaintenanceWindow.objects.create(
+        equipment_type=lab, start=aware(2026, 12, 2, 1), end=aware(2026, 12, 2, 2), reason="점검"
+    )
+    Booking.objects.filter(pk=ids[0]).update(
+        affected_by_maintenance=window,
+        actual_start=aware(2026, 12, 2, 1, 5),
+        actual_end=aware(2026, 12, 2, 1, 50),
+        final_price_krw=12345,
+        idle_flagged_at=aware(2026, 12, 2, 1, 20),
+        reclaimed_at=aware(2026, 12, 2, 1, 30),
+        cancel_reason="테스트",
+    )
+    rows = list(booking_list(user=operator).filter(pk__in=ids).order_by("pk"))
+    assert {b.status for b in rows} == {"confirmed", "rejected", "pending"}
+    for booking in rows:
+        fast = BookingSerializer(booking).data
+        generic = serializers.ModelSerializer.to_representation(BookingSerializer(booking), booking)
+        assert dict(fast) == dict(generic), booking.status
+        assert list(fast) == list(generic)  # same keys in the same order
+    assert rows[1].status == "rejected" and BookingSerializer(rows[1]).data["rejection"]["code"]
+    assert BookingSerializer(rows[2]).data["allocations"][0]["device_index"] is not None

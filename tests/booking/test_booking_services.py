@@ -405,3 +405,66 @@ def test_it_never_double_books_even_when_the_code_is_bypassed(lab, org, member):
         booking=other, unit=alloc.unit, start=alloc.end, end=alloc.end + dt.timedelta(hours=1)
     )
     assert timezone.is_aware(alloc.start)
+
+
+def test_one_task_decides_the_pending_queue_in_order_and_each_sees_the_ones_before(
+    lab, org, member, django_assert_max_num_queries
+):
+    """Batching: the task of the first booking decides them all, oldest first, in one
+    transaction; later bookings of the batch see the units and devices placed before them."""
+    pool = make_pool(nodes=2, per_node=8)
+    s, e = aware(2026, 12, 2, 10), aware(2026, 12, 2, 11)
+    lab_bookings = [request(member, org, "HC-EMG", s, e) for _ in range(3)]
+    # 11:00 is inside the 15-minute buffer after the 10:00 bookings on both units.
+    too_close = request(member, org, "HC-EMG", aware(2026, 12, 2, 11), aware(2026, 12, 2, 12))
+    gpu = [request(member, org, pool.code, s, e, quantity=q) for q in (4, 3, 8, 2)]
+    with django_assert_max_num_queries(40):  # one by one it took 13 queries per booking
+        assert booking_allocate(booking_id=lab_bookings[0].pk) == "confirmed"
+    for b in [*lab_bookings, too_close, *gpu]:
+        b.refresh_from_db()
+    assert [b.status for b in lab_bookings] == ["confirmed", "confirmed", "rejected"]
+    assert too_close.status == "rejected" and too_close.alternatives
+    # Alternatives of a rejection made mid-batch count the units placed before it.
+    assert too_close.alternatives[0]["start"].startswith("2026-12-02T11:30")
+    assert lab_bookings[2].alternatives[0]["start"].startswith("2026-12-02T11:30")
+    assert [b.status for b in gpu] == ["confirmed", "confirmed", "confirmed", "rejected"]
+    node = lambda bk: set(bk.allocations.values_list("node_id", flat=True))  # noqa: E731
+    assert node(gpu[0]) == node(gpu[1]) != node(gpu[2])  # best fit still packs the 3 with the 4
+    held = list(
+        Allocation.objects.filter(active=True, device__isnull=False).values_list(
+            "device_id", flat=True
+        )
+    )
+    assert len(held) == len(set(held)) == 4 + 3 + 8
+    assert AuditEntry.objects.filter(action="booking.allocate").count() == 8
+    # The other bookings' own tasks come later and change nothing.
+    for b in [*lab_bookings, too_close, *gpu]:
+        assert booking_allocate(booking_id=b.pk) == b.status
+    assert AuditEntry.objects.filter(action="booking.allocate").count() == 8
+
+
+def test_a_batch_of_one_decides_only_the_booking_asked_for(lab, org, member, settings):
+    settings.TESTBED_ALLOCATION_BATCH = 1
+    s, e = aware(2026, 12, 2, 10), aware(2026, 12, 2, 11)
+    first, second = (request(member, org, "HC-EMG", s, e) for _ in range(2))
+    assert booking_allocate(booking_id=second.pk) == "confirmed"
+    first.refresh_from_db()
+    assert first.status == "pending"
+
+
+def test_a_batch_never_takes_bookings_waiting_for_a_contested_round(lab, org, member):
+    s, e = aware(2026, 12, 2, 10), aware(2026, 12, 2, 11)
+    waiting, asked = (request(member, org, "HC-EMG", s, e) for _ in range(2))
+    from booking.models import ContestedRound
+
+    pool = make_pool(nodes=1, per_node=8)
+    contested = ContestedRound.objects.create(
+        pool=pool,
+        window_start=aware(2026, 12, 7, 0),
+        window_end=aware(2026, 12, 14, 0),
+        cutoff_at=aware(2026, 12, 3, 0),
+    )
+    Booking.objects.filter(pk=waiting.pk).update(round=contested)
+    assert booking_allocate(booking_id=asked.pk) == "confirmed"
+    waiting.refresh_from_db()
+    assert waiting.status == "pending"

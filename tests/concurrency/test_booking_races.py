@@ -141,8 +141,13 @@ def test_it_still_never_double_books_with_the_lock_turned_off(live_server, booke
     """Control case: with the allocation lock off, workers race for real (the log shows the
     exclusion constraint refusing the losers' rows) and still exactly one booking wins."""
     one_unit_type("RACE-C")
-    # The delay widens the read-to-write window so concurrent decisions overlap on every run.
-    drill = {"TESTBED_ALLOCATION_LOCKING": "0", "TESTBED_DECIDE_DELAY_MS": "50"}
+    # The delay widens the read-to-write window so concurrent decisions overlap on every run;
+    # one booking per transaction (no batching) makes as many concurrent decisions as possible.
+    drill = {
+        "TESTBED_ALLOCATION_LOCKING": "0",
+        "TESTBED_DECIDE_DELAY_MS": "50",
+        "TESTBED_ALLOCATION_BATCH": "1",
+    }
     with start_worker(drill, concurrency=4, loglevel="info") as worker:
         races_seen = 0
         for day in range(6, 9):
