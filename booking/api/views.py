@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.db.models import prefetch_related_objects
+from django.db.models import Prefetch, prefetch_related_objects
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -28,7 +28,6 @@ from booking.api.serializers import (
 from booking.choices import BookingStatus
 from booking.models import Allocation, ApiKey, Booking, Membership, Organization, QuotaGrant
 from booking.selectors import (
-    ALLOCATIONS_PREFETCH,
     availability,
     booking_list,
     organization_list,
@@ -251,7 +250,15 @@ class BookingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
                 # A booking this young has never held a unit or device.
                 booking._prefetched_objects_cache = {"allocations": Allocation.objects.none()}
             else:
-                prefetch_related_objects([booking], ALLOCATIONS_PREFETCH)
+                # Units for equipment, nodes and devices for pools: no join that cannot match.
+                joins = ("unit",) if booking.equipment_type_id else ("node", "device")
+                prefetch_related_objects(
+                    [booking],
+                    Prefetch(
+                        "allocations",
+                        queryset=Allocation.objects.select_related(*joins).order_by("pk"),
+                    ),
+                )
         else:  # an idempotent repeat: read the first result as any other
             booking = booking_list(user=request.user, auth=request.auth).get(pk=booking_id)
         return Response(
