@@ -302,7 +302,7 @@ class Allocation(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        ordering = ["booking", "id"]
+        ordering = ["booking_id", "id"]
         verbose_name = _("allocation")
         verbose_name_plural = _("allocations")
         indexes = [

@@ -172,25 +172,35 @@ class _Resource:
         ]
 
 
-def _claim(booking_id: int, limit: int) -> tuple[Booking | None, list[Booking]]:
+def _claim(booking_id: int, limit: int) -> tuple[str | None, list[Booking]]:
     """Lock the booking asked for, then up to limit-1 other pending ones nobody else holds.
 
-    The asked-for row is waited for (under the lock timeout); the others are taken with SKIP
-    LOCKED, so concurrent workers split the queue between them instead of queueing behind one
-    another. Bookings of contested rounds wait for their round and are never taken uninvited.
+    Returns the asked-for booking's status (None if it does not exist) and the batch, oldest
+    first (empty when the asked-for booking is decided already). The asked-for row is waited for
+    (under the lock timeout); the others are taken with SKIP LOCKED, so concurrent workers split
+    the queue instead of queueing behind one another. Bookings of contested rounds wait for
+    their round and are never taken uninvited.
     """
-    rows = Booking.objects.select_related("user").select_for_update(of=("self",))
-    asked = rows.filter(pk=booking_id).first()
-    if asked is None or asked.status != BookingStatus.PENDING or limit <= 1:
-        return asked, [asked] if asked and asked.status == BookingStatus.PENDING else []
-    others = list(
-        Booking.objects.select_related("user")
-        .select_for_update(of=("self",), skip_locked=True)
-        .filter(status=BookingStatus.PENDING, round__isnull=True)
-        .exclude(pk=booking_id)
-        .order_by("pk")[: limit - 1]
+    status = (
+        Booking.objects.select_for_update()
+        .filter(pk=booking_id)
+        .order_by()
+        .values_list("status", flat=True)
+        .first()
     )
-    return asked, sorted([asked, *others], key=lambda b: b.pk)
+    if status != BookingStatus.PENDING:
+        return status, []  # the common case for a task whose booking a batch decided already
+    ids = [booking_id]
+    if limit > 1:
+        ids += (
+            Booking.objects.select_for_update(skip_locked=True)
+            .filter(status=BookingStatus.PENDING, round__isnull=True)
+            .exclude(pk=booking_id)
+            .order_by("pk")
+            .values_list("pk", flat=True)[: limit - 1]
+        )
+    # Locked above: read them whole now, with their users (for the decision emails).
+    return status, list(Booking.objects.select_related("user").filter(pk__in=ids).order_by("pk"))
 
 
 def _resources(bookings: list[Booking]) -> dict[tuple[str, int], _Resource]:
@@ -231,12 +241,12 @@ def _decide(booking_id: int, *, now: dt.datetime) -> str:
     decided: list[tuple[Booking, str, list[int], tuple[str, str] | None]] = []
     with transaction.atomic(durable=True):
         set_lock_timeout(settings.TESTBED_LOCK_TIMEOUT_MS)
-        asked, batch = _claim(booking_id, settings.TESTBED_ALLOCATION_BATCH)
-        if asked is None:
+        status, batch = _claim(booking_id, settings.TESTBED_ALLOCATION_BATCH)
+        if status is None:
             logger.warning("allocate: booking %s does not exist (deleted?)", booking_id)
             return "missing"
         if not batch:
-            return asked.status  # decided already: a task delivered twice changes nothing
+            return status  # decided already: a task delivered twice changes nothing
         resources = _resources(batch)
         # Then the organisations' quota grants, all of them at once and sorted by primary key,
         # so that two batches can never wait on each other's grants.

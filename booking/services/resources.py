@@ -62,9 +62,9 @@ def resource_maintenance(resource: Resource, start: dt.datetime, end: dt.datetim
     """Maintenance windows on the whole type or pool overlapping [start, end)."""
     q = Q(equipment_type=resource) if isinstance(resource, EquipmentType) else Q(pool=resource)
     return list(
-        MaintenanceWindow.objects.filter(q, start__lt=end, end__gt=start).values_list(
-            "start", "end", "reason"
-        )
+        MaintenanceWindow.objects.filter(q, start__lt=end, end__gt=start)
+        .order_by()
+        .values_list("start", "end", "reason")
     )
 
 
@@ -93,12 +93,16 @@ def unit_states(
         .order_by("pk")
         .values_list("pk", flat=True)
     )
-    allocs = Allocation.objects.filter(unit__in=units, active=True, start__lt=end, end__gt=start)
+    allocs = Allocation.objects.filter(
+        unit__in=units, active=True, start__lt=end, end__gt=start
+    ).order_by()
     if exclude_booking:
         allocs = allocs.exclude(booking_id=exclude_booking)
-    windows = MaintenanceWindow.objects.filter(
-        unit__in=units, start__lt=end, end__gt=start
-    ).values_list("unit_id", "start", "end")
+    windows = (
+        MaintenanceWindow.objects.filter(unit__in=units, start__lt=end, end__gt=start)
+        .order_by()
+        .values_list("unit_id", "start", "end")
+    )
     busy = _busy_map(allocs.values_list("unit_id", "start", "end"), "unit", windows, {})
     return [UnitState(id=pk, busy=tuple(busy.get(pk, ()))) for pk in units]
 
@@ -124,12 +128,14 @@ def node_states(
         devices_of_node[node_id].append(pk)
     allocs = Allocation.objects.filter(
         device__in=device_ids, active=True, start__lt=end, end__gt=start
-    )
+    ).order_by()
     if exclude_booking:
         allocs = allocs.exclude(booking_id=exclude_booking)
-    windows = MaintenanceWindow.objects.filter(
-        node__pool=pool, start__lt=end, end__gt=start
-    ).values_list("node_id", "start", "end")
+    windows = (
+        MaintenanceWindow.objects.filter(node__pool=pool, start__lt=end, end__gt=start)
+        .order_by()
+        .values_list("node_id", "start", "end")
+    )
     busy = _busy_map(
         allocs.values_list("device_id", "start", "end"), "device", windows, devices_of_node
     )
