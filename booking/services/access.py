@@ -19,6 +19,7 @@ def role_in(user, organization: Organization) -> str | None:
         return cached[1]
     return (
         Membership.objects.filter(user=user, organization=organization)
+        .order_by("pk")  # not Meta.ordering, which joins organisations to sort by name
         .values_list("role", flat=True)
         .first()
     )
@@ -47,9 +48,9 @@ def access_organization(*, actor, slug: str, manage: bool = False) -> Organizati
 def default_organization_for(actor) -> Organization:
     """The actor's organisation when they have exactly one (with their role remembered on it)."""
     memberships = list(
-        Membership.objects.filter(user=actor, organization__is_active=True).select_related(
-            "organization"
-        )[:2]
+        Membership.objects.filter(user=actor, organization__is_active=True)
+        .select_related("organization")
+        .order_by()[:2]  # only how many there are matters: no sort by name
     )
     if len(memberships) == 1:
         org = memberships[0].organization
