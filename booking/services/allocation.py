@@ -374,6 +374,16 @@ def _flush(rows: list[Allocation]) -> None:
 
 def booking_allocate(*, booking_id: int, attempts: int = 5) -> str:
     """Decide a pending booking; returns the resulting status. Safe to call any number of times."""
+    # Under load most tasks find their booking decided by another task's batch: one plain read
+    # answers them, without a transaction or a lock. A pending booking is read again under lock.
+    status = (
+        Booking.objects.filter(pk=booking_id).order_by().values_list("status", flat=True).first()
+    )
+    if status is None:
+        logger.warning("allocate: booking %s does not exist (deleted?)", booking_id)
+        return "missing"
+    if status != BookingStatus.PENDING:
+        return status
     for attempt in range(1, attempts + 1):
         try:
             return _decide(booking_id, now=timezone.now())
