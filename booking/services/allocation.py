@@ -250,7 +250,7 @@ def _decide(booking_id: int, *, now: dt.datetime) -> str:
         resources = _resources(batch)
         # Then the organisations' quota grants, all of them at once and sorted by primary key,
         # so that two batches can never wait on each other's grants.
-        lock_grants(organization_ids={b.organization_id for b in batch})
+        with_grants = lock_grants(organization_ids={b.organization_id for b in batch})
         for entry in resources.values():
             entry.load()
         if settings.TESTBED_DECIDE_DELAY_MS:
@@ -283,7 +283,7 @@ def _decide(booking_id: int, *, now: dt.datetime) -> str:
                         "this window: pick one of the alternatives, or another time.",
                     )
             over_quota = False
-            if rejection is None:
+            if rejection is None and booking.organization_id in with_grants:
                 try:
                     over_quota = quota_reserve(booking=booking, resource=resource, now=now)
                 except QuotaExceeded as exc:

@@ -124,18 +124,21 @@ def grant_balances(grant_ids) -> dict[int, Balance]:
     }
 
 
-def lock_grants(*, organization_ids: set[int]) -> None:
-    """Lock every quota grant of these organisations, sorted by primary key (the locking rule).
+def lock_grants(*, organization_ids: set[int]) -> set[int]:
+    """Lock every quota grant of these organisations, sorted by primary key (the locking rule);
+    returns the organisations that have any grant (the others have nothing to reserve).
 
     A batch of decisions takes them all up front, so grants are never locked out of order.
     """
-    if organization_ids:
-        list(
-            QuotaGrant.objects.filter(organization_id__in=organization_ids)
-            .select_for_update()
-            .order_by("pk")
-            .values_list("pk", flat=True)
-        )
+    if not organization_ids:
+        return set()
+    rows = (
+        QuotaGrant.objects.filter(organization_id__in=organization_ids)
+        .select_for_update()
+        .order_by("pk")
+        .values_list("organization_id", flat=True)
+    )
+    return set(rows)
 
 
 def quota_reserve(*, booking: Booking, resource, now: dt.datetime) -> bool:
