@@ -51,4 +51,4 @@ USER testbed
 EXPOSE 8000
 
 # Threads, not processes, carry the `Prefer: wait=N` long-polls (see ARCHITECTURE.md).
-CMD ["gunicorn", "testbed.wsgi", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", "--workers", "2", "--threads", "16", "--timeout", "120", "--access-logfile", "-"]
+CMD ["gunicorn", "testbed.wsgi", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", "--workers", "2", "--threads", "16", "--timeout", "120", "--limit-request-line", "8190", "--access-logfile", "-"]

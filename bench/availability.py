@@ -55,11 +55,11 @@ def main() -> None:
     from django.contrib.auth import get_user_model
     from django.db import connection
     from django.test import Client
-    from rest_framework.authtoken.models import Token
 
     from booking.models import Allocation, Booking, Membership, Organization
     from booking.selectors import availability
     from equipment.models import AcceleratorPool, Center, Device, Node
+    from testbed.api.auth import token_for
 
     center = Center.objects.create(code="bench", name="벤치", name_en="Bench", field="compute")
     pool = AcceleratorPool.objects.create(
@@ -82,7 +82,7 @@ def main() -> None:
     org = Organization.objects.create(slug="bench", name="벤치", category="sme", region="gwangju")
     user = get_user_model().objects.create_user("bench")
     Membership.objects.create(organization=org, user=user)
-    token = Token.objects.create(user=user).key
+    token = token_for(user)
     week = dt.datetime(2030, 3, 4, tzinfo=SEOUL)
     rng = random.Random(11)
     rows = 0

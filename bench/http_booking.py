@@ -74,10 +74,10 @@ def _setup_catalogue() -> str:
     os.environ.update(_env())
     django.setup()
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
 
     from booking.models import Membership, Organization
     from equipment.models import Center, EquipmentType, EquipmentUnit
+    from testbed.api.auth import token_for
 
     center = Center.objects.create(code="bench", name="벤치", name_en="Bench", field="healthcare")
     common = dict(
@@ -108,7 +108,7 @@ def _setup_catalogue() -> str:
     )
     user = get_user_model().objects.create_user("bench", password="bench-pass-2026")  # noqa: S106
     Membership.objects.create(organization=org, user=user, role="member")
-    return Token.objects.create(user=user).key
+    return token_for(user)
 
 
 class Servers:

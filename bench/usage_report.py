@@ -78,10 +78,10 @@ def _recreate_database() -> None:
 def _catalogue() -> str:
     """Centres, types, units, pools, nodes, devices, organisations, users; the operator's token."""
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
 
     from booking.models import DiscountRule, Membership, Organization, QuotaGrant
     from equipment.models import AcceleratorPool, Center, Device, EquipmentType, EquipmentUnit, Node
+    from testbed.api.auth import token_for
 
     DiscountRule.objects.all().delete()
     lab = Center.objects.create(
@@ -173,7 +173,7 @@ def _catalogue() -> str:
         ]
     )
     operator = user_model.objects.create_user("bench-operator", is_staff=True, is_superuser=True)
-    return Token.objects.create(user=operator).key
+    return token_for(operator)
 
 
 LOAD_SQL = """

@@ -14,6 +14,7 @@ from booking.models import (
     DailyUsage,
     DiscountRule,
     IdempotencyRecord,
+    Invitation,
     Membership,
     Organization,
     Qualification,
@@ -127,6 +128,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "name",
         "prefix",
         "scopes",
+        "user",
         "created_by",
         "created_at",
         "last_used_at",
@@ -136,6 +138,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "organization",
         "prefix",
         "scopes",
+        "user",
         "created_by",
         "created_at",
         "last_used_at",
@@ -146,6 +149,16 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(Invitation)
+class InvitationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Invitations are answered by the invited person only (API or portal); operators read them."""
+
+    list_display = ["user", "organization", "role", "invited_by", "created_at", "accepted"]
+    list_filter = ["accepted", "role"]
+    search_fields = ["user__username", "organization__name", "organization__slug"]
+    list_select_related = ["user", "organization", "invited_by"]
 
 
 # --- Bookings (read-only: state changes go through the booking services) ----------------------

@@ -17,16 +17,35 @@ from booking.policy import (
     Policy,
     add_elapsed,
     align_up,
+    elapsed,
     is_open,
     opening_times,
     reopening_times,
     require_aware,
+    whole_node_counts,
 )
 
 Interval = tuple[datetime, datetime]
 
 # Stands in for "no busy interval on that side": a free stretch longer than any booking.
 FAR = timedelta(days=365 * 100)
+
+# The last moment any search or buffer reaches. A little before datetime.max, so that a moment
+# at or before it can still be shown in any zone (±14 h) and stepped to the next local midnight.
+END_OF_TIME = datetime(9999, 12, 29, tzinfo=UTC)
+
+
+def add_clipped(moment: datetime, delta: timedelta) -> datetime:
+    """`moment + delta` in elapsed time, but never past END_OF_TIME: saturates, never overflows.
+
+    A moment already past END_OF_TIME (bad data) is returned as it is, never moved backwards.
+    """
+    room = END_OF_TIME - moment  # aware subtraction: a timedelta, which cannot overflow here
+    if delta <= room:
+        return add_elapsed(moment, delta)
+    if room < timedelta(0):
+        return moment
+    return END_OF_TIME.astimezone(moment.tzinfo)
 
 
 def overlaps(a_start: datetime, a_end: datetime, b_start: datetime, b_end: datetime) -> bool:
@@ -156,9 +175,9 @@ def choose_devices(
 ) -> Placement | None:
     """Devices for a pool booking, or None.
 
-    Up to one node's size: one node, the feasible node with the fewest free devices (best
-    fit; ties to the lower node id), its lowest free device ids. Beyond: whole nodes of full
-    size, all devices free, lowest node ids first; `quantity` must be a multiple of size.
+    Up to the largest node's size: one node, the feasible node with the fewest free devices
+    (best fit; ties to the lower node id), its lowest free device ids. Beyond: whole nodes, all
+    devices free, whose sizes add up to exactly `quantity` (policy.whole_node_counts).
     """
     _check_request(start, end, quantity)
     if not nodes:
@@ -179,16 +198,18 @@ def choose_devices(
             return None
         _, node, free = best
         return Placement(node_ids=(node.id,), device_ids=tuple(free[:quantity]))
-    if quantity % size:
+    # Beyond one node: whole nodes, of any sizes that add up to exactly `quantity` (8 + 4 = 12
+    # on a pool with one 4-card node), fewest nodes first, lowest node ids within a size.
+    whole: dict[int, list[NodeState]] = {}
+    for node in sorted(nodes, key=lambda n: n.id):
+        if node.devices and len(node.free_device_ids(start, end)) == len(node.devices):
+            whole.setdefault(len(node.devices), []).append(node)
+    counts = whole_node_counts({s: len(group) for s, group in whole.items()}, quantity)
+    if counts is None:
         return None
-    whole = [
-        node
-        for node in sorted(nodes, key=lambda n: n.id)
-        if len(node.devices) == size and len(node.free_device_ids(start, end)) == size
-    ]
-    chosen = whole[: quantity // size]
-    if len(chosen) < quantity // size:
-        return None
+    chosen = sorted(
+        (node for s, count in counts.items() for node in whole[s][:count]), key=lambda n: n.id
+    )
     return Placement(
         node_ids=tuple(node.id for node in chosen),
         device_ids=tuple(sorted(d.id for node in chosen for d in node.devices)),
@@ -224,12 +245,16 @@ def candidate_starts(
     """
     require_aware(after, "after")
     require_aware(until, "until")
+    # Nothing is searched past END_OF_TIME: aligning up or walking the days there would overflow.
+    until = min(until, END_OF_TIME)
     lo, hi = after.astimezone(UTC), until.astimezone(UTC)
+    if hi < lo:
+        return []
     raw = [after]
     for end in busy_ends:
         raw.append(end)
         if policy.buffer_minutes:
-            raw.append(add_elapsed(end, policy.buffer))
+            raw.append(add_clipped(end, policy.buffer))
     raw.extend(opening_times(policy, after, until))
     raw.extend(reopening_times(policy, after, until))
     points = set()
@@ -271,10 +296,12 @@ def find_alternatives(
         if candidate in seen:
             continue
         seen.add(candidate)
-        end = add_elapsed(candidate, duration)
+        end = add_clipped(candidate, duration)
+        if elapsed(candidate, end) < duration:
+            continue  # the window would run past END_OF_TIME
         if is_open(policy, candidate, end) and fits(candidate, end):
             found.append((candidate, end))
-            following = add_elapsed(candidate, slot)
-            if following <= until and following not in seen:
+            following = add_clipped(candidate, slot)
+            if candidate < following <= until and following not in seen:
                 heapq.heappush(queue, following)
     return found

@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
+from booking.allocator import END_OF_TIME, add_clipped
 from booking.policy import (
     DAY,
     Policy,
-    add_elapsed,
     align_up,
+    elapsed,
     is_open,
     next_boundary,
     open_span,
@@ -55,7 +56,8 @@ def timeline(
     require_aware(start, "start")
     require_aware(end, "end")
     zone = start.tzinfo
-    lo, hi = start.astimezone(UTC), end.astimezone(UTC)
+    # Steps end at END_OF_TIME at the latest: shown in `start`'s zone, a later one could overflow.
+    lo, hi = start.astimezone(UTC), min(end, END_OF_TIME).astimezone(UTC)
     if hi <= lo:
         return []
     unique_ids = list(dict.fromkeys(ids))
@@ -90,13 +92,14 @@ def slot_starts(
     """Every aligned s with start ≤ s and s + duration ≤ end where the resource is open.
 
     With operating hours, only each open day's hours are walked, so closed nights and
-    weekends cost nothing.
+    weekends cost nothing. Nothing past END_OF_TIME is walked (the next day would overflow).
     """
     require_aware(start, "start")
     require_aware(end, "end")
     if duration <= timedelta(0):
         raise ValueError("duration must be positive")
-    if limit < 1:
+    end = min(end, END_OF_TIME)
+    if limit < 1 or end <= start:
         return []
     if policy.around_the_clock:
         spans = [(start, end)]
@@ -116,8 +119,8 @@ def slot_starts(
     for span_start, span_end in spans:
         moment = align_up(policy, span_start)
         while True:
-            window_end = add_elapsed(moment, duration)
-            if window_end > span_end:
+            window_end = add_clipped(moment, duration)
+            if window_end > span_end or elapsed(moment, window_end) < duration:
                 break
             if is_open(policy, moment, window_end):
                 found.append(moment)

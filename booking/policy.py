@@ -8,7 +8,7 @@ local midnight, so a 30-minute grid stays on :00/:30 whatever the UTC offset.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -420,9 +420,77 @@ def check_window(policy: Policy, start: datetime, end: datetime, now: datetime) 
     return None
 
 
+def node_shapes(node_sizes: Iterable[int]) -> dict[int, int]:
+    """Device count per node → how many nodes have it, largest first (nodes with none left out)."""
+    shapes: dict[int, int] = {}
+    for size in sorted((s for s in node_sizes if s > 0), reverse=True):
+        shapes[size] = shapes.get(size, 0) + 1
+    return shapes
+
+
+def whole_node_counts(shapes: Mapping[int, int], quantity: int) -> dict[int, int] | None:
+    """How many whole nodes of each size add up to exactly `quantity`, using the fewest nodes
+    (ties: more of the larger nodes); None when no set of whole nodes does.
+
+    `shapes`: device count per node → nodes available of that size. A bounded knapsack over
+    the sums up to `quantity`, each size split into binary bundles, so a pool of a thousand
+    nodes in a few shapes costs a few thousand steps.
+    """
+    if quantity < 1:
+        return None
+    sizes = sorted((s for s, n in shapes.items() if s > 0 and n > 0), reverse=True)
+    # best[sum] = (nodes used, counts per size in `sizes` order)
+    best: dict[int, tuple[int, tuple[int, ...]]] = {0: (0, (0,) * len(sizes))}
+    for position, size in enumerate(sizes):
+        left, bundle = shapes[size], 1
+        while left > 0:
+            take = min(bundle, left)
+            left -= take
+            bundle *= 2
+            step = take * size
+            for total, (nodes, counts) in sorted(best.items(), reverse=True):
+                reached = total + step
+                if reached > quantity:
+                    continue
+                candidate = (
+                    nodes + take,
+                    counts[:position] + (counts[position] + take,) + counts[position + 1 :],
+                )
+                known = best.get(reached)
+                if known is None or (candidate[0], [-c for c in candidate[1]]) < (
+                    known[0],
+                    [-c for c in known[1]],
+                ):
+                    best[reached] = candidate
+    found = best.get(quantity)
+    if found is None:
+        return None
+    return {size: count for size, count in zip(sizes, found[1], strict=True) if count}
+
+
+def _reachable(shapes: Mapping[int, int], limit: int) -> int:
+    """Bit i set when some set of whole nodes has exactly i devices (i <= limit)."""
+    bits = 1
+    mask = (1 << (limit + 1)) - 1
+    for size, count in shapes.items():
+        left, bundle = count, 1
+        while left > 0:
+            take = min(bundle, left)
+            left -= take
+            bundle *= 2
+            bits = (bits | (bits << (take * size))) & mask
+    return bits
+
+
+def _fmt_shapes(shapes: Mapping[int, int]) -> str:
+    return " + ".join(f"{nodes} × {size}" for size, nodes in shapes.items())
+
+
 def check_quantity(
     quantity: int, *, capacity: int, node_sizes: Sequence[int] = ()
 ) -> Refusal | None:
+    """Units: any count up to capacity. Pool devices: any count that fits on one node, or exactly
+    the devices of a set of whole nodes (nodes may differ in size: 12 = 8 + 4)."""
     noun = "devices" if node_sizes else "units"
     if quantity < 1:
         return Refusal(
@@ -434,18 +502,26 @@ def check_quantity(
             "quantity",
             f"This resource has {capacity} {noun} in all; ask for {capacity} or fewer.",
         )
-    if node_sizes:
-        size = max(node_sizes)
-        if size and quantity > size and quantity % size:
-            lower = quantity // size * size
-            options = [n for n in (lower, lower + size) if n <= capacity]
-            return Refusal(
-                "node_shape",
-                "quantity",
-                f"Requests larger than one node ({size} devices) take whole nodes: "
-                f"ask for {' or '.join(str(n) for n in options)} instead of {quantity}.",
-            )
-    return None
+    shapes = node_shapes(node_sizes)
+    if not shapes:
+        return None
+    largest = max(shapes)
+    if quantity <= largest:
+        return None
+    reachable = _reachable(shapes, capacity)
+    if reachable >> quantity & 1:
+        return None
+    lower = next((n for n in range(quantity - 1, largest, -1) if reachable >> n & 1), largest)
+    higher = next((n for n in range(quantity + 1, capacity + 1) if reachable >> n & 1), None)
+    options = [str(n) for n in (lower, higher) if n is not None]
+    mixed = f" (this pool's nodes: {_fmt_shapes(shapes)} devices)" if len(shapes) > 1 else ""
+    return Refusal(
+        "node_shape",
+        "quantity",
+        f"Requests larger than one node ({largest} devices) take whole nodes{mixed}, and no set "
+        f"of whole nodes has exactly {quantity}: ask for {' or '.join(options)} instead of "
+        f"{quantity}.",
+    )
 
 
 def check_maintenance(

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from django.db.models import Prefetch, Q, QuerySet
 
-from booking.models import Allocation, ApiKey, Booking, Membership, Organization, QuotaGrant
-from booking.services.access import is_operator
+from booking.models import Allocation, Booking, Invitation, Organization, QuotaGrant
+from booking.services.access import visible_organization_ids
 
 
-def _org_scope(user, auth) -> Q | None:
-    """None for operators (everything); else the organisations this caller may see."""
-    if isinstance(auth, ApiKey):
-        return Q(organization_id=auth.organization_id)
-    if is_operator(user):
-        return None
-    # A subquery, not a join: no duplicate rows, so no DISTINCT over whole rows (which cost
-    # PostgreSQL a sort of every visible booking).
-    return Q(organization_id__in=Membership.objects.filter(user=user).values("organization_id"))
+def _org_scope(user, auth=None) -> Q | None:
+    """None for operators (everything); else the organisations this caller may see.
+
+    A subquery, not a join: no duplicate rows, so no DISTINCT over whole rows (which cost
+    PostgreSQL a sort of every visible booking). `auth` is kept for callers that pass it; the
+    access module reads the key from the user it authenticated.
+    """
+    visible = visible_organization_ids(user)
+    return None if visible is None else Q(organization_id__in=visible)
 
 
 # What a booking's `allocations` field shows, in one query for any number of bookings.
@@ -35,12 +35,20 @@ def booking_list(*, user, auth=None) -> QuerySet[Booking]:
 
 
 def organization_list(*, user, auth=None) -> QuerySet[Organization]:
-    if isinstance(auth, ApiKey):
-        return Organization.objects.filter(pk=auth.organization_id)
-    if is_operator(user):
-        return Organization.objects.all()
-    return Organization.objects.filter(
-        pk__in=Membership.objects.filter(user=user).values("organization_id")
+    visible = visible_organization_ids(user)
+    return (
+        Organization.objects.all()
+        if visible is None
+        else Organization.objects.filter(pk__in=visible)
+    )
+
+
+def invitation_list(*, user) -> QuerySet[Invitation]:
+    """The invitations addressed to this person, newest first."""
+    if not (user and user.is_authenticated):
+        return Invitation.objects.none()
+    return Invitation.objects.filter(user_id=user.pk).select_related(
+        "organization", "invited_by"
     )
 
 

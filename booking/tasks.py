@@ -47,6 +47,13 @@ def mark_no_shows() -> int:
     return bookings_mark_no_shows()
 
 
+@shared_task(name="booking.expire_unapproved")
+def expire_unapproved() -> int:
+    from booking.services.expiry import bookings_expire_unapproved
+
+    return bookings_expire_unapproved()
+
+
 @shared_task(name="booking.start_pool_sessions")
 def start_pool_sessions() -> int:
     return bookings_start_pool_sessions()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+
 from django.db.models import Count, Q, QuerySet
 
 from equipment.choices import DeviceStatus, NodeStatus, UnitStatus
@@ -24,6 +27,34 @@ def pool_list() -> QuerySet[AcceleratorPool]:
         devices_count=Count("nodes__devices", filter=live_devices, distinct=True),
     )
     return qs
+
+
+def pool_node_shapes(pool_ids: Iterable[int]) -> dict[int, list[dict[str, int]]]:
+    """Pool id → its node shapes, largest first: [{"devices": 8, "nodes": 99}, {"devices": 4,
+    "nodes": 1}], counting what pool_list counts (nodes and devices not retired). One query for
+    any number of pools, so a page of pools costs one more query, not one per pool."""
+    per_node = (
+        Node.objects.filter(pool_id__in=list(pool_ids))
+        .exclude(status=NodeStatus.RETIRED)
+        .annotate(live=Count("devices", filter=~Q(devices__status=DeviceStatus.RETIRED)))
+        .order_by()
+        .values_list("pool_id", "live")
+    )
+    counts: dict[int, Counter[int]] = defaultdict(Counter)
+    for pool_id, live in per_node:
+        counts[pool_id][live] += 1
+    return {
+        pool_id: [
+            {"devices": devices, "nodes": nodes}
+            for devices, nodes in sorted(shapes.items(), reverse=True)
+        ]
+        for pool_id, shapes in counts.items()
+    }
+
+
+def devices_per_node(shapes: list[dict[str, int]]) -> int:
+    """The largest node's device count: the most one single-node booking can take (0: no nodes)."""
+    return max((shape["devices"] for shape in shapes), default=0)
 
 
 def resource_get(code: str) -> EquipmentType | AcceleratorPool | None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
+
 from django.contrib.postgres.constraints import ExclusionConstraint
 from django.contrib.postgres.fields import DateTimeRangeField
-from django.db import connection, models
+from django.db import connection, models, transaction
 
 
 class TsTzRange(models.Func):
@@ -59,3 +63,17 @@ def set_lock_timeout(milliseconds: int) -> None:
             cursor.execute(
                 "SELECT set_config('lock_timeout', %s, true)", [f"{int(milliseconds)}ms"]
             )
+
+
+@contextlib.contextmanager
+def sweep_step(what: str, pk: object) -> Iterator[None]:
+    """One item of a periodic sweep, in a transaction of its own: if it raises, only that item
+    is rolled back (and logged with its traceback); the sweep goes on with the next one. Without
+    this, one bad row would stop every later row of every run of the sweep."""
+    try:
+        with transaction.atomic():
+            yield
+    except Exception:
+        logging.getLogger("testbed.sweeps").exception(
+            "%s of #%s failed; the sweep goes on", what, pk
+        )

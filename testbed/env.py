@@ -139,3 +139,25 @@ def next_redis_db(url: str) -> str:
             f"REDIS_URL={url!r} uses database {number}, the last one: set CACHE_URL to another Redis database."
         )
     return parsed._replace(path=f"/{number + 1}").geturl()
+
+
+def env_networks(name: str) -> list[str]:
+    """A comma-separated list of IP addresses or CIDR networks (unset or empty: none).
+
+    Returned as the normalised strings (e.g. `10.0.0.0/8`) so the setting stays plain data.
+    """
+    import ipaddress
+
+    raw = os.environ.get(name, "")
+    networks = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise SettingError(
+                f"{name} has {item!r}, which is not an IP address or network: give a "
+                f"comma-separated list such as {name}=10.0.0.5,172.16.0.0/12."
+            ) from None
+    return networks

@@ -7,7 +7,11 @@ REDIS_URL (or CELERY_BROKER_URL), SECRET_KEY, DEBUG=0 and ALLOWED_HOSTS.
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from pathlib import Path
+
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 
 from testbed.env import (
     SettingError,
@@ -15,10 +19,12 @@ from testbed.env import (
     env_bool,
     env_int,
     env_list,
+    env_networks,
     env_str,
     next_redis_db,
     url_from_env,
 )
+from testbed.spreadsheets import ADMIN_FORMATS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("TESTBED_VAR_DIR", str(BASE_DIR / "var")))
@@ -58,7 +64,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
+    "csp",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -72,6 +79,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django_permissions_policy.PermissionsPolicyMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # 413 problem+json for an oversized API body before anything reads it (testbed/api/parsers.py).
+    "testbed.api.parsers.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -115,6 +126,14 @@ DATABASES = {"default": database_from_env("DATABASE_URL", VAR_DIR / "testbed.sql
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60, minimum=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# The model backend, refusing an account for a while after repeated wrong passwords (API and
+# admin alike): testbed/login_guard.py.
+AUTHENTICATION_BACKENDS = ["testbed.login_guard.LockoutModelBackend"]
+# Wrong passwords for one account within the window before its sign-ins are refused until the
+# window ends. Counted per account, so other people behind the same address can still sign in.
+LOGIN_ACCOUNT_MAX_FAILURES = env_int("LOGIN_ACCOUNT_MAX_FAILURES", 10, minimum=1)
+LOGIN_ACCOUNT_WINDOW_SECONDS = env_int("LOGIN_ACCOUNT_WINDOW_SECONDS", 900, minimum=1)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -199,24 +218,62 @@ CACHES = {
     )
 }
 
+# Sign-in attempts per client address (see TRUSTED_PROXIES), in DRF's rate notation.
+LOGIN_RATE = env_str("LOGIN_RATE", "30/min")
+if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", LOGIN_RATE):
+    raise SettingError(
+        f"LOGIN_RATE={LOGIN_RATE!r} is not a rate: set LOGIN_RATE to a count per period, e.g. 30/min or 200/hour."
+    )
+
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "testbed.api.auth.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "testbed.api.permissions.KeyScopes",
+    ],
     "DEFAULT_PAGINATION_CLASS": "testbed.api.pagination.StandardPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "testbed.api.errors.problem_exception_handler",
     "DATETIME_FORMAT": "iso-8601",
+    # JSON nested deeper than 32 levels or over TESTBED_MAX_BODY_BYTES is refused (400/413).
+    "DEFAULT_PARSER_CLASSES": [
+        "testbed.api.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    # Throttles key anonymous callers on testbed.security.client_address (TRUSTED_PROXIES).
+    "DEFAULT_THROTTLE_RATES": {"login": LOGIN_RATE},
+}
+
+# API sign-in tokens (django-rest-knox): stored as SHA-512 digests, never in clear. A token
+# lives TOKEN_TTL_HOURS from its last use (sliding, at most TOKEN_MAX_TTL_HOURS after sign-in),
+# so a person signs in about once a working day and a leaked token dies within hours; scripts
+# and integrations use organisation API keys (tbk_...), which are scoped and revocable instead.
+TOKEN_TTL_HOURS = env_int("TOKEN_TTL_HOURS", 12, minimum=1)
+TOKEN_MAX_TTL_HOURS = env_int("TOKEN_MAX_TTL_HOURS", 168, minimum=1)
+if TOKEN_MAX_TTL_HOURS < TOKEN_TTL_HOURS:
+    raise SettingError(
+        f"TOKEN_MAX_TTL_HOURS={TOKEN_MAX_TTL_HOURS} is shorter than TOKEN_TTL_HOURS={TOKEN_TTL_HOURS}: "
+        "set TOKEN_MAX_TTL_HOURS to TOKEN_TTL_HOURS or more."
+    )
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(hours=TOKEN_TTL_HOURS),
+    "AUTO_REFRESH": env_bool("TOKEN_AUTO_REFRESH", True),
+    "AUTO_REFRESH_MAX_TTL": timedelta(hours=TOKEN_MAX_TTL_HOURS),
+    # Write the new expiry at most once a minute per token, not on every request.
+    "MIN_REFRESH_INTERVAL": 60,
+    "AUTH_HEADER_PREFIX": "Bearer",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "testbed API",
@@ -227,7 +284,23 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Error responses (problem+json) for every operation, and fixes where the generated schema
+    # and what is sent disagree (testbed/api/schema.py).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "testbed.api.schema.postprocess_problem_responses",
+    ],
 }
+# The largest request body the API reads (a full telemetry batch of 10,000 samples is ~2 MB);
+# larger answers 413. Django's own limit for form bodies (the admin) is the same.
+TESTBED_MAX_BODY_BYTES = env_int("TESTBED_MAX_BODY_BYTES", 5 * 1024 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = TESTBED_MAX_BODY_BYTES
+
+# Admin import/export (django-import-export): our formats write CSV/TSV as utf-8-sig and quote
+# formula-like text (testbed/spreadsheets.py). The library's own escaping stays off: it only
+# strips a leading "=" (data loss) and misses + - @.
+IMPORT_EXPORT_FORMATS = ADMIN_FORMATS
+IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = False
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "testbed@localhost")
@@ -251,10 +324,75 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
+# --- HTTP security ---------------------------------------------------------------------------
+# Addresses of the reverse proxies in front of the web processes (IPs or CIDRs, comma-separated).
+# Only a request from one of them has its X-Forwarded-For read (the right-most address that is
+# not a proxy is the client) and its X-Forwarded-Proto trusted; anyone else's headers are ignored.
+TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES")
+_proxy_ssl_header = env_str(
+    "SECURE_PROXY_SSL_HEADER", "X-Forwarded-Proto" if TRUSTED_PROXIES else ""
+)
+if _proxy_ssl_header and not re.fullmatch(r"[A-Za-z0-9-]+", _proxy_ssl_header):
+    raise SettingError(
+        f"SECURE_PROXY_SSL_HEADER={_proxy_ssl_header!r} is not a header name: use e.g. X-Forwarded-Proto "
+        "(the proxy must set it to https), or leave it empty when no proxy terminates TLS."
+    )
+if _proxy_ssl_header:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https")
+
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
     CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    # The container health check calls /healthz over plain HTTP from inside.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+    if not SECURE_HSTS_PRELOAD:
+        # Preloading is a commitment only the domain's owner can make (hstspreload.org); off by
+        # default is a decision, not an oversight, so its deploy-check warning is silenced.
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
+
+# Content-Security-Policy (django-csp 4): everything from this origin, no inline script (the
+# Swagger UI is served as a separate script, ReDoc without its inline init); inline styles are
+# allowed because Swagger UI, ReDoc and the admin set style attributes. ReDoc runs its search
+# in a blob: worker; both docs pages use data: images.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "worker-src": [SELF, "blob:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+# Permissions-Policy (django-permissions-policy): the portal uses none of these browser features.
+PERMISSIONS_POLICY: dict[str, list[str]] = {
+    feature: []
+    for feature in (
+        "accelerometer",
+        "autoplay",
+        "camera",
+        "display-capture",
+        "geolocation",
+        "gyroscope",
+        "magnetometer",
+        "microphone",
+        "payment",
+        "usb",
+    )
+}
 
 # Turn the allocation locks off only to demonstrate that the exclusion constraint still holds.
 TESTBED_ALLOCATION_LOCKING = env_bool("TESTBED_ALLOCATION_LOCKING", True)
@@ -269,6 +407,7 @@ TESTBED_ALLOCATION_BATCH = env_int("TESTBED_ALLOCATION_BATCH", 32, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "sweep-pending": {"task": "booking.sweep_pending", "schedule": 30.0},
     "mark-no-shows": {"task": "booking.mark_no_shows", "schedule": 60.0},
+    "expire-unapproved": {"task": "booking.expire_unapproved", "schedule": 60.0},
     "start-pool-sessions": {"task": "booking.start_pool_sessions", "schedule": 60.0},
     "complete-ended": {"task": "booking.complete_ended", "schedule": 60.0},
     "allocate-due-rounds": {"task": "booking.allocate_due_rounds", "schedule": 60.0},

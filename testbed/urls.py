@@ -1,12 +1,18 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerSplitView,
+)
 
-from testbed.api.token import TokenView
+from testbed.api.token import LogoutAllView, LogoutView, TokenView
 from testbed.health import healthz
 
 api_v1: list = [
     path("auth/token", TokenView.as_view(), name="auth-token"),
+    path("auth/logout", LogoutView.as_view(), name="auth-logout"),
+    path("auth/logout-all", LogoutAllView.as_view(), name="auth-logout-all"),
     path("", include("equipment.api.urls")),
     path("", include("booking.api.urls")),
 ]
@@ -16,9 +22,16 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # The split view serves Swagger UI's init script as its own file: no inline script (CSP).
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     # testbed/templates/drf_spectacular/redoc.html drops the web-font links: no CDN at run time.
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("", include("booking.urls")),
 ]
+
+# Problem+json instead of Django's HTML pages for API paths (testbed/api/errors.py).
+handler400 = "testbed.api.errors.api_handler400"
+handler403 = "testbed.api.errors.api_handler403"
+handler404 = "testbed.api.errors.api_handler404"
+handler500 = "testbed.api.errors.api_handler500"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from testbed.api.auth import token_for
 from tests.factories import OrganizationFactory, UserFactory, add_member
 from tests.worker import celery_worker, celery_worker_concurrency  # noqa: F401
 
@@ -69,8 +69,7 @@ def outsider(other_org):
 def client_for(user) -> APIClient:
     client = APIClient()
     if user is not None:
-        token, _ = Token.objects.get_or_create(user=user)
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token.key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(user)}")
     return client
 
 

@@ -26,7 +26,6 @@ from django_celery_beat.models import (
     PeriodicTask,
     SolarSchedule,
 )
-from rest_framework.authtoken.models import Token
 
 from booking.models import (
     Allocation,
@@ -37,6 +36,7 @@ from booking.models import (
     DailyUsage,
     DiscountRule,
     IdempotencyRecord,
+    Invitation,
     Qualification,
     QuotaGrant,
     QuotaLedgerEntry,
@@ -44,6 +44,7 @@ from booking.models import (
 )
 from equipment.admin import EquipmentTypeResource, EquipmentUnitResource
 from equipment.models import Device, EquipmentType, EquipmentUnit, MaintenanceWindow
+from testbed.api.auth import token_for
 from testbed.audit import audit_record
 from tests.factories import (
     CenterFactory,
@@ -106,6 +107,9 @@ def build_catalogue(tag: str) -> dict:
         key_hash=f"{KEY_HASH}{tag}",
         scopes=["read"],
         created_by=user,
+    )
+    Invitation.objects.create(
+        organization=org, user=UserFactory(username=f"invitee-{tag}"), invited_by=user
     )
     booking = Booking.objects.create(
         organization=org,
@@ -180,7 +184,7 @@ def build_catalogue(tag: str) -> dict:
 def build_third_party_rows(user) -> None:
     """Rows for the admins other apps register, so their change pages are opened too."""
     Group.objects.create(name="operators")
-    Token.objects.create(user=user)
+    token_for(user)
     every_hour = IntervalSchedule.objects.create(every=1, period=IntervalSchedule.HOURS)
     PeriodicTask.objects.create(name="ping", task="testbed.ping", interval=every_hour, args='["x"]')
     CrontabSchedule.objects.create(minute="0", hour="3")

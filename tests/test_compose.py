@@ -355,3 +355,12 @@ def test_it_passes_the_system_checks_with_the_compose_environment(services):
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_it_runs_production_behind_https_by_default(services):
+    env = environment_of(services["web"])
+
+    assert env["SECURE_SSL_REDIRECT"] == "1"
+    assert int(env["SECURE_HSTS_SECONDS"]) >= 31_536_000
+    assert env["SESSION_COOKIE_SECURE"] == env["CSRF_COOKIE_SECURE"] == "1"
+    assert "TRUSTED_PROXIES" in env  # documented there for the proxy in front

@@ -37,9 +37,9 @@ SERVICE_VARIABLES = {
 
 MAKE_TOKEN = """
 from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
+from testbed.api.auth import token_for
 user, _ = get_user_model().objects.get_or_create(username="devserver-test")
-print(Token.objects.get_or_create(user=user)[0].key)
+print(token_for(user))
 """
 
 SEND_PING = """

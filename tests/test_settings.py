@@ -117,6 +117,31 @@ BAD_VALUES = [
         ["SESSION_COOKIE_SECURE"],
         ["not a boolean"],
     ),
+    (
+        {"TRUSTED_PROXIES": "10.0.0.5,proxy.local"},
+        ["TRUSTED_PROXIES"],
+        ["'proxy.local'", "not an IP address or network", "172.16.0.0/12"],
+    ),
+    ({"SECURE_PROXY_SSL_HEADER": "X Proto"}, ["SECURE_PROXY_SSL_HEADER"], ["X-Forwarded-Proto"]),
+    ({"TOKEN_TTL_HOURS": "0"}, ["TOKEN_TTL_HOURS"], ["too small", "1 or more"]),
+    (
+        {"TOKEN_TTL_HOURS": "24", "TOKEN_MAX_TTL_HOURS": "12"},
+        ["TOKEN_MAX_TTL_HOURS"],
+        ["shorter than TOKEN_TTL_HOURS=24"],
+    ),
+    ({"TOKEN_AUTO_REFRESH": "perhaps"}, ["TOKEN_AUTO_REFRESH"], ["not a boolean"]),
+    ({"LOGIN_RATE": "lots"}, ["LOGIN_RATE"], ["not a rate", "30/min"]),
+    ({"LOGIN_ACCOUNT_MAX_FAILURES": "0"}, ["LOGIN_ACCOUNT_MAX_FAILURES"], ["too small"]),
+    (
+        {**PRODUCTION, "DATABASE_URL": "postgres://u@db:5432/x", "SECURE_HSTS_SECONDS": "-1"},
+        ["SECURE_HSTS_SECONDS"],
+        ["too small", "0 or more"],
+    ),
+    (
+        {**PRODUCTION, "DATABASE_URL": "postgres://u@db:5432/x", "SECURE_SSL_REDIRECT": "https"},
+        ["SECURE_SSL_REDIRECT"],
+        ["not a boolean"],
+    ),
 ]
 
 

@@ -7,21 +7,18 @@ them; an unknown format is a 400 naming `format` rather than DRF's bare 404.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.exceptions import PermissionDenied as DRFPermissionDenied
 from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from booking.models import ApiKey, Organization
 from booking.reports import (
     DEFAULT_GROUP_BY,
     GROUPS,
@@ -30,15 +27,17 @@ from booking.reports import (
     check_group_by,
     report_scope,
     usage_report,
-    utilisation_report,
 )
-from booking.services.access import access_organization, is_operator
+from booking.services.access import access_organization
+from booking.utilisation import utilisation_report
 from testbed.api.errors import ProblemError
 from testbed.api.fields import AwareDateTimeField
-from testbed.api.permissions import IsOperator
-from testbed.errors import NotFound, ServiceError
+from testbed.api.permissions import IsOperator, KeyScopes
+from testbed.choices import KeyScope
+from testbed.errors import ServiceError
+from testbed.spreadsheets import XLSX_CONTENT_TYPE, csv_text, xlsx_bytes
 
-XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+XLSX_MEDIA_TYPE = XLSX_CONTENT_TYPE
 
 
 # --- formats ---------------------------------------------------------------------------------------
@@ -51,25 +50,26 @@ def _is_table(data, renderer_context) -> bool:
 
 
 class CSVRenderer(BaseRenderer):
-    """The report's rows under a header row; errors stay problem+json."""
+    """The report's rows under a header row, as UTF-8 with a BOM for Excel; errors stay problem+json.
+
+    Cells go through testbed.spreadsheets: text that a spreadsheet would run as a formula gets
+    a leading quote.
+    """
 
     media_type = "text/csv"
     format = "csv"
-    charset = "utf-8"
+    charset = "utf-8"  # the body starts with a BOM: utf-8-sig, which Excel needs for Korean
 
     def render(self, data, accepted_media_type=None, renderer_context=None):
         if not _is_table(data, renderer_context):
             return JSONRenderer().render(data)
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\r\n")
-        writer.writerow(data["columns"])
-        for row in data["rows"]:
-            writer.writerow(["" if row[c] is None else row[c] for c in data["columns"]])
-        return buffer.getvalue().encode(self.charset)
+        columns = data["columns"]
+        table = [columns, *([row[c] for c in columns] for row in data["rows"])]
+        return csv_text(table).encode(self.charset)
 
 
 class XLSXRenderer(BaseRenderer):
-    """One sheet: a header row, then the rows, numbers as numbers."""
+    """One sheet: a header row, then the rows; numbers as numbers, text never a formula."""
 
     media_type = XLSX_MEDIA_TYPE
     format = "xlsx"
@@ -79,16 +79,9 @@ class XLSXRenderer(BaseRenderer):
     def render(self, data, accepted_media_type=None, renderer_context=None):
         if not _is_table(data, renderer_context):
             return JSONRenderer().render(data)
-        from openpyxl import Workbook
-
-        workbook = Workbook(write_only=True)
-        sheet = workbook.create_sheet(title=str(data.get("title", "report"))[:31])
-        sheet.append(data["columns"])
-        for row in data["rows"]:
-            sheet.append([row[c] for c in data["columns"]])
-        buffer = io.BytesIO()
-        workbook.save(buffer)
-        return buffer.getvalue()
+        columns = data["columns"]
+        table = [columns, *([row[c] for c in columns] for row in data["rows"])]
+        return xlsx_bytes(table, title=str(data.get("title", "report")))
 
 
 REPORT_RENDERERS = [JSONRenderer, BrowsableAPIRenderer, CSVRenderer, XLSXRenderer]
@@ -220,15 +213,6 @@ class UsageReportSerializer(serializers.Serializer):
 
 def _organization_filter(request, slug: str) -> int:
     """The id of the named organisation, if the caller may see it; 404 as for any hidden org."""
-    if isinstance(request.auth, ApiKey):
-        if request.auth.organization.slug != slug:
-            raise NotFound(f"No organisation has the slug {slug!r}.", field="organization")
-        return request.auth.organization_id
-    if is_operator(request.user):
-        org = Organization.objects.filter(slug=slug).values_list("pk", flat=True).first()
-        if org is None:
-            raise NotFound(f"No organisation has the slug {slug!r}.", field="organization")
-        return org
     return access_organization(actor=request.user, slug=slug).pk
 
 
@@ -237,6 +221,7 @@ class UsageView(APIView):
 
     renderer_classes = REPORT_RENDERERS
     content_negotiation_class = ReportNegotiation
+    required_scopes = {"GET": KeyScope.USAGE_READ}
 
     @extend_schema(
         tags=["usage"],
@@ -313,7 +298,7 @@ class UtilisationView(APIView):
 
     renderer_classes = REPORT_RENDERERS
     content_negotiation_class = ReportNegotiation
-    permission_classes = [IsOperator]
+    permission_classes = [IsAuthenticated, KeyScopes, IsOperator]  # keys are never operators
 
     @extend_schema(
         tags=["usage"],
@@ -324,10 +309,6 @@ class UtilisationView(APIView):
         "[start, end).",
     )
     def get(self, request):
-        if isinstance(request.auth, ApiKey):
-            raise DRFPermissionDenied(
-                "Organisation API keys cannot read the operator utilisation report."
-            )
         query = WindowSerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         q = query.validated_data

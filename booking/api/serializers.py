@@ -1,12 +1,20 @@
 from __future__ import annotations
 
+import datetime as dt
+from decimal import Decimal
+
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from booking.choices import BookingStatus, Role
-from booking.models import ApiKey, Booking, Membership, Organization, QuotaGrant
+from booking.models import ApiKey, Booking, Invitation, Membership, Organization, QuotaGrant
 from booking.validators import business_number_format, validate_business_number
-from testbed.api.fields import AwareDateTimeField
+from testbed.api.fields import AwareDateTimeField, BoundedDateField, iso
+from testbed.choices import LEGACY_KEY_SCOPES
+
+# The largest grant (unit-hours) the API takes: 1,000 devices around the clock for 10 years is
+# under 10^8; limit_hours holds 12 whole digits.
+MAX_LIMIT_HOURS = Decimal("100000000")
 
 
 class AllocationOutSerializer(serializers.Serializer):
@@ -27,6 +35,27 @@ class RejectionSerializer(serializers.Serializer):
     alternatives = WindowSerializer(many=True)
 
 
+def local_windows(windows: list | None) -> list[dict]:
+    """Stored alternative windows ({"start", "end"} ISO strings, any offset) in +09:00."""
+    out = []
+    for window in windows or []:
+        try:
+            start = dt.datetime.fromisoformat(window["start"])
+            end = dt.datetime.fromisoformat(window["end"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        out.append({"start": iso(start), "end": iso(end)})
+    return out
+
+
+class MaintenanceOutSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    start = AwareDateTimeField()
+    end = AwareDateTimeField()
+    reason = serializers.CharField()
+    alternatives = WindowSerializer(many=True)
+
+
 class BookingSerializer(serializers.ModelSerializer):
     organization: serializers.SlugRelatedField = serializers.SlugRelatedField(
         slug_field="slug", read_only=True
@@ -38,12 +67,12 @@ class BookingSerializer(serializers.ModelSerializer):
     resource_kind = serializers.SerializerMethodField()
     start = AwareDateTimeField(read_only=True)
     end = AwareDateTimeField(read_only=True)
-    actual_start = AwareDateTimeField(read_only=True)
-    actual_end = AwareDateTimeField(read_only=True)
+    actual_start = AwareDateTimeField(read_only=True, allow_null=True)
+    actual_end = AwareDateTimeField(read_only=True, allow_null=True)
     created_at = AwareDateTimeField(read_only=True)
     updated_at = AwareDateTimeField(read_only=True)
-    idle_flagged_at = serializers.DateTimeField(read_only=True, allow_null=True)
-    reclaimed_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    idle_flagged_at = AwareDateTimeField(read_only=True, allow_null=True)
+    reclaimed_at = AwareDateTimeField(read_only=True, allow_null=True)
     allocations = serializers.SerializerMethodField()
     rejection = serializers.SerializerMethodField()
     maintenance = serializers.SerializerMethodField()
@@ -86,7 +115,6 @@ class BookingSerializer(serializers.ModelSerializer):
     def to_representation(self, instance: Booking) -> dict:
         declared = self._declared_fields
         aware = declared["start"].to_representation
-        plain_time = declared["idle_flagged_at"].to_representation
         b = instance
         return {
             "id": b.pk,
@@ -109,8 +137,8 @@ class BookingSerializer(serializers.ModelSerializer):
             "final_price_krw": b.final_price_krw,
             "channel": b.channel,
             "round": b.round_id,
-            "idle_flagged_at": None if b.idle_flagged_at is None else plain_time(b.idle_flagged_at),
-            "reclaimed_at": None if b.reclaimed_at is None else plain_time(b.reclaimed_at),
+            "idle_flagged_at": aware(b.idle_flagged_at),
+            "reclaimed_at": aware(b.reclaimed_at),
             "created_at": aware(b.created_at),
             "updated_at": aware(b.updated_at),
         }
@@ -138,20 +166,20 @@ class BookingSerializer(serializers.ModelSerializer):
         return {
             "code": obj.rejection_code,
             "detail": obj.rejection_detail,
-            "alternatives": obj.alternatives or [],
+            "alternatives": local_windows(obj.alternatives),
         }
 
-    @extend_schema_field(serializers.DictField(allow_null=True))
+    @extend_schema_field(MaintenanceOutSerializer(allow_null=True))
     def get_maintenance(self, obj: Booking) -> dict | None:
         window = obj.affected_by_maintenance
         if window is None:
             return None
         return {
             "id": window.pk,
-            "start": window.start.isoformat(),
-            "end": window.end.isoformat(),
+            "start": iso(window.start),
+            "end": iso(window.end),
             "reason": window.reason,
-            "alternatives": obj.alternatives or [],
+            "alternatives": local_windows(obj.alternatives),
         }
 
 
@@ -240,7 +268,10 @@ class ApiKeySerializer(serializers.ModelSerializer):
 class ApiKeyCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     scopes = serializers.ListField(
-        child=serializers.ChoiceField(choices=list(ApiKey.SCOPES)), min_length=1
+        child=serializers.ChoiceField(choices=[*ApiKey.SCOPES, *LEGACY_KEY_SCOPES]),
+        min_length=1,
+        help_text="Any of catalog:read, bookings:read, bookings:write, usage:read, members:manage "
+        "(the old names read and book still work and are expanded).",
     )
 
 
@@ -248,6 +279,8 @@ class QuotaGrantSerializer(serializers.ModelSerializer):
     organization = serializers.SlugRelatedField(
         slug_field="slug", queryset=Organization.objects.all()
     )
+    period_start = BoundedDateField()
+    period_end = BoundedDateField()
     held_hours = serializers.DecimalField(max_digits=16, decimal_places=2, read_only=True)
     consumed_hours = serializers.DecimalField(max_digits=16, decimal_places=2, read_only=True)
     remaining_hours = serializers.SerializerMethodField()
@@ -269,6 +302,10 @@ class QuotaGrantSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = ["id", "created_at"]
+        # The database refuses a negative limit (a check constraint): say so first, naming the field.
+        extra_kwargs = {
+            "limit_hours": {"min_value": Decimal("0"), "max_value": MAX_LIMIT_HOURS},
+        }
 
     @extend_schema_field(serializers.DecimalField(max_digits=16, decimal_places=2))
     def get_remaining_hours(self, obj: QuotaGrant) -> str:
@@ -276,3 +313,37 @@ class QuotaGrantSerializer(serializers.ModelSerializer):
             obj.limit_hours - getattr(obj, "held_hours", 0) - getattr(obj, "consumed_hours", 0)
         )
         return f"{remaining:.2f}"
+
+
+class InvitationSerializer(serializers.ModelSerializer):
+    """An invitation of an existing account into an organisation; it waits for that person."""
+
+    organization: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
+    username = serializers.CharField(source="user.username", read_only=True)
+    invited_by: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    status = serializers.SerializerMethodField()
+    created_at = AwareDateTimeField(read_only=True)
+    answered_at = AwareDateTimeField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Invitation
+        fields = [
+            "id",
+            "organization",
+            "username",
+            "role",
+            "invited_by",
+            "status",
+            "created_at",
+            "answered_at",
+        ]
+        read_only_fields = fields
+
+    def get_status(self, obj: Invitation) -> str:
+        if obj.answered_at is None:
+            return "invited"
+        return "accepted" if obj.accepted else "declined"

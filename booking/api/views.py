@@ -1,58 +1,51 @@
+"""Bookings, availability and maintenance windows over the API; organisations and quotas are in
+organizations.py and quotas.py next to it."""
+
 from __future__ import annotations
 
 import datetime as dt
 
 from django.db.models import Prefetch, prefetch_related_objects
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied as DRFPermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from booking.api import filters
+from booking.api.filters import check_organization_filter
 from booking.api.reports import REPORT_RENDERERS
 from booking.api.serializers import (
-    ApiKeyCreateSerializer,
-    ApiKeySerializer,
     BookingCreateSerializer,
     BookingSerializer,
-    MemberCreateSerializer,
-    MemberSerializer,
-    OrganizationSerializer,
-    QuotaGrantSerializer,
     ReasonSerializer,
 )
 from booking.choices import BookingStatus
-from booking.models import Allocation, ApiKey, Booking, Membership, Organization, QuotaGrant
+from booking.models import (
+    Allocation,
+    Booking,
+)
 from booking.selectors import (
     availability,
     booking_list,
-    organization_list,
-    quota_grant_list,
 )
 from booking.services import bookings as booking_services
-from booking.services.access import access_organization, default_organization_for, is_operator
-from booking.services.api_keys import api_key_create, api_key_revoke
+from booking.services.access import (
+    access_booking_organization,
+    check_can_change_booking,
+    check_can_use_booking,
+)
 from booking.services.decisions import decision_listen, decision_wait
 from booking.services.idempotency import idempotent_create, request_fingerprint
 from booking.services.maintenance import maintenance_target_for, maintenance_window_create
-from booking.services.organizations import member_add, organization_create, organization_update
-from booking.services.quotas import (
-    annotate_balances,
-    quota_grant_adjust,
-    quota_grant_create,
-    quota_grant_update,
-)
 from booking.services.resources import resource_for_code
 from equipment.api.serializers import MaintenanceWindowSerializer
 from equipment.models import MaintenanceWindow
-from testbed.api.fields import FACILITY_ZONE, AwareDateTimeField
-from testbed.api.permissions import IsOperator
+from testbed.api.fields import FACILITY_ZONE, MAX_BOOKING_MINUTES, AwareDateTimeField
+from testbed.api.permissions import OPERATOR_ONLY
 from testbed.audit import audit_record
-from testbed.choices import Channel
+from testbed.choices import Channel, KeyScope
 from testbed.errors import ServiceError
 
 MAX_WAIT_SECONDS = 30
@@ -85,28 +78,6 @@ DECISION_FIELDS = [
 ]
 
 
-class AdjustSerializer(serializers.Serializer):
-    hours = serializers.DecimalField(max_digits=14, decimal_places=4)
-    reason = serializers.CharField(max_length=300)
-
-
-class LedgerEntrySerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    kind = serializers.CharField()
-    hours = serializers.DecimalField(max_digits=14, decimal_places=4)
-    booking = serializers.IntegerField(source="booking_id", allow_null=True)
-    reason = serializers.CharField()
-    actor = serializers.CharField(source="actor.username", allow_null=True, default=None)
-    at = AwareDateTimeField()
-
-
-def _require_scope(request, scope: str) -> None:
-    if isinstance(request.auth, ApiKey) and scope not in request.auth.scopes:
-        raise DRFPermissionDenied(
-            f"This API key lacks the {scope!r} scope: ask your manager for a key with it."
-        )
-
-
 def _prefer_wait(request) -> float:
     """Seconds asked for with `Prefer: wait=N` (RFC 7240), at most 30; 0 when absent."""
     for part in request.headers.get("Prefer", "").split(","):
@@ -127,6 +98,14 @@ class BookingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
     serializer_class = BookingSerializer
     filterset_class = filters.BookingFilter
+    required_scopes = {
+        "list": KeyScope.BOOKINGS_READ,
+        "retrieve": KeyScope.BOOKINGS_READ,
+        "create": KeyScope.BOOKINGS_WRITE,
+        "cancel": KeyScope.BOOKINGS_WRITE,
+        "check_in": KeyScope.BOOKINGS_WRITE,
+        "check_out": KeyScope.BOOKINGS_WRITE,
+    }
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user
@@ -144,6 +123,7 @@ class BookingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return super().get_renderers()
 
     def list(self, request, *args, **kwargs):
+        check_organization_filter(request)
         fmt = getattr(request.accepted_renderer, "format", "json")
         if fmt not in ("csv", "xlsx"):
             return super().list(request, *args, **kwargs)
@@ -197,17 +177,13 @@ class BookingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         ],
     )
     def create(self, request):
-        _require_scope(request, "book")
         wait = _prefer_wait(request)
         serializer = BookingCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        if isinstance(request.auth, ApiKey):
-            organization = request.auth.organization
-        elif data.get("organization"):
-            organization = access_organization(actor=request.user, slug=data["organization"])
-        else:
-            organization = default_organization_for(request.user)
+        organization = access_booking_organization(
+            actor=request.user, slug=data.get("organization")
+        )
 
         # Subscribed before the booking exists, its decision cannot be published unseen.
         listened = bool(wait) and decision_listen()
@@ -265,9 +241,10 @@ class BookingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             BookingSerializer(booking).data, status=status.HTTP_201_CREATED, headers=headers
         )
 
-    def _act(self, request, func, *, reason_required: bool = False, **kwargs):
-        _require_scope(request, "book")
+    def _act(self, request, func, *, check=None, reason_required: bool = False, **kwargs):
         booking = self._booking()
+        if check is not None:  # who may act is answered before what they sent is looked at
+            check(actor=request.user, booking=booking)
         if reason_required:
             body = ReasonSerializer(data=request.data)
             body.is_valid(raise_exception=True)
@@ -278,36 +255,42 @@ class BookingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @extend_schema(request=ReasonSerializer, responses=BookingSerializer)
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        return self._act(request, booking_services.booking_cancel, reason_required=True)
+        return self._act(
+            request,
+            booking_services.booking_cancel,
+            check=check_can_change_booking,
+            reason_required=True,
+        )
 
     @extend_schema(request=None, responses=BookingSerializer)
-    @action(detail=True, methods=["post"], permission_classes=[IsOperator])
+    @action(detail=True, methods=["post"], permission_classes=OPERATOR_ONLY)
     def approve(self, request, pk=None):
         return self._act(request, booking_services.booking_approve)
 
     @extend_schema(request=ReasonSerializer, responses=BookingSerializer)
-    @action(detail=True, methods=["post"], permission_classes=[IsOperator])
+    @action(detail=True, methods=["post"], permission_classes=OPERATOR_ONLY)
     def reject(self, request, pk=None):
         return self._act(request, booking_services.booking_reject, reason_required=True)
 
     @extend_schema(request=None, responses=BookingSerializer)
     @action(detail=True, methods=["post"], url_path="check-in")
     def check_in(self, request, pk=None):
-        return self._act(request, booking_services.booking_check_in)
+        return self._act(request, booking_services.booking_check_in, check=check_can_use_booking)
 
     @extend_schema(request=None, responses=BookingSerializer)
     @action(detail=True, methods=["post"], url_path="check-out")
     def check_out(self, request, pk=None):
-        return self._act(request, booking_services.booking_check_out)
+        return self._act(request, booking_services.booking_check_out, check=check_can_use_booking)
 
 
 class AvailabilityQuerySerializer(serializers.Serializer):
     resource = serializers.CharField()
     start = AwareDateTimeField()
     end = AwareDateTimeField()
-    quantity = serializers.IntegerField(min_value=1, default=1)
+    quantity = serializers.IntegerField(min_value=1, max_value=100_000, default=1)
     duration_minutes = serializers.IntegerField(
         min_value=1,
+        max_value=MAX_BOOKING_MINUTES,  # bounded before any date arithmetic (testbed/api/fields.py)
         required=False,
         help_text="Length of the booking you have in mind (default: the minimum).",
     )
@@ -335,6 +318,8 @@ class AvailabilityQuerySerializer(serializers.Serializer):
 )
 class AvailabilityView(APIView):
     """Free units or devices over a window, from allocation rows, and the windows that would fit."""
+
+    required_scopes = {"GET": KeyScope.CATALOG_READ}
 
     def get(self, request):
         query = AvailabilityQuerySerializer(data=request.query_params)
@@ -365,185 +350,15 @@ class AvailabilityView(APIView):
         )
 
 
-@extend_schema(tags=["organisations"])
-class OrganizationViewSet(
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.CreateModelMixin,
-    mixins.UpdateModelMixin,
-    viewsets.GenericViewSet,
-):
-    """Organisations: operators see and create all; members see their own."""
-
-    serializer_class = OrganizationSerializer
-    lookup_field = "slug"
-    filterset_fields = ["category", "region"]
-
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return Organization.objects.none()
-        return organization_list(user=self.request.user, auth=self.request.auth).order_by("name")
-
-    def create(self, request):
-        if not is_operator(request.user):
-            raise DRFPermissionDenied(
-                "Only facility operators register organisations: ask an operator."
-            )
-        serializer = self.get_serializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        org = organization_create(
-            actor=request.user, channel=Channel.API, **serializer.validated_data
-        )
-        return Response(self.get_serializer(org).data, status=status.HTTP_201_CREATED)
-
-    def update(self, request, *args, **kwargs):
-        partial = kwargs.pop("partial", False)
-        org = access_organization(actor=request.user, slug=kwargs["slug"], manage=True)
-        serializer = self.get_serializer(org, data=request.data, partial=partial)
-        serializer.is_valid(raise_exception=True)
-        org = organization_update(
-            actor=request.user, organization=org, channel=Channel.API, **serializer.validated_data
-        )
-        return Response(self.get_serializer(org).data)
-
-    @extend_schema(request=MemberCreateSerializer, responses=MemberSerializer(many=True))
-    @action(detail=True, methods=["get", "post"])
-    def members(self, request, slug=None):
-        org = access_organization(actor=request.user, slug=slug, manage=request.method == "POST")
-        if request.method == "POST":
-            body = MemberCreateSerializer(data=request.data)
-            body.is_valid(raise_exception=True)
-            membership = member_add(
-                actor=request.user, organization=org, channel=Channel.API, **body.validated_data
-            )
-            return Response(MemberSerializer(membership).data, status=status.HTTP_201_CREATED)
-        members = (
-            Membership.objects.filter(organization=org)
-            .select_related("user")
-            .order_by("user__username")
-        )
-        page = self.paginate_queryset(members)
-        return self.get_paginated_response(MemberSerializer(page, many=True).data)
-
-    @extend_schema(request=ApiKeyCreateSerializer, responses=ApiKeySerializer(many=True))
-    @action(detail=True, methods=["get", "post"], url_path="api-keys")
-    def api_keys(self, request, slug=None):
-        org = access_organization(actor=request.user, slug=slug, manage=True)
-        if isinstance(request.auth, ApiKey):
-            raise DRFPermissionDenied("API keys cannot manage API keys: sign in as a manager.")
-        if request.method == "POST":
-            body = ApiKeyCreateSerializer(data=request.data)
-            body.is_valid(raise_exception=True)
-            key, raw = api_key_create(
-                actor=request.user, organization=org, channel=Channel.API, **body.validated_data
-            )
-            data = ApiKeySerializer(key).data
-            data["key"] = raw
-            return Response(data, status=status.HTTP_201_CREATED)
-        keys = org.api_keys.select_related("created_by").order_by("-created_at")
-        page = self.paginate_queryset(keys)
-        return self.get_paginated_response(ApiKeySerializer(page, many=True).data)
-
-    @extend_schema(request=None, responses=ApiKeySerializer)
-    @action(detail=True, methods=["post"], url_path=r"api-keys/(?P<key_id>\d+)/revoke")
-    def revoke_api_key(self, request, slug=None, key_id=None):
-        org = access_organization(actor=request.user, slug=slug, manage=True)
-        key = get_object_or_404(ApiKey, pk=key_id, organization=org)
-        return Response(
-            ApiKeySerializer(api_key_revoke(actor=request.user, key=key, channel=Channel.API)).data
-        )
-
-
-@extend_schema(tags=["quotas"])
-class QuotaGrantViewSet(
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.CreateModelMixin,
-    mixins.UpdateModelMixin,
-    viewsets.GenericViewSet,
-):
-    """Quota grants with their live balances (operators write; organisations see their own)."""
-
-    serializer_class = QuotaGrantSerializer
-    filterset_fields = ["scope", "enforcement"]
-    http_method_names = ["get", "post", "patch", "head", "options"]
-
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return QuotaGrant.objects.none()
-        qs = annotate_balances(quota_grant_list(user=self.request.user, auth=self.request.auth))
-        org = self.request.query_params.get("organization")
-        return (qs.filter(organization__slug=org) if org else qs).order_by(
-            "organization__name", "period_start", "pk"
-        )
-
-    def get_permissions(self):
-        if self.request.method not in ("GET", "HEAD", "OPTIONS"):
-            return [IsOperator()]
-        return super().get_permissions()
-
-    def create(self, request):
-        serializer = self.get_serializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        grant = quota_grant_create(
-            actor=request.user, channel=Channel.API, **serializer.validated_data
-        )
-        return Response(
-            self.get_serializer(self.get_queryset().get(pk=grant.pk)).data,
-            status=status.HTTP_201_CREATED,
-        )
-
-    @extend_schema(
-        request=inline_serializer(
-            "QuotaAdjust",
-            {
-                "hours": serializers.DecimalField(
-                    max_digits=14,
-                    decimal_places=4,
-                    help_text="Positive charges the grant, negative gives hours back.",
-                ),
-                "reason": serializers.CharField(max_length=300),
-            },
-        ),
-        responses=QuotaGrantSerializer,
-    )
-    @action(detail=True, methods=["post"], permission_classes=[IsOperator])
-    def adjust(self, request, pk=None):
-        """An operator's correction to a grant, kept in the append-only ledger with its reason."""
-        grant = self.get_object()
-        body = AdjustSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        quota_grant_adjust(
-            actor=request.user, grant=grant, channel=Channel.API, **body.validated_data
-        )
-        return Response(self.get_serializer(self.get_queryset().get(pk=grant.pk)).data)
-
-    @extend_schema(responses=LedgerEntrySerializer(many=True))
-    @action(detail=True, methods=["get"])
-    def ledger(self, request, pk=None):
-        """The grant's ledger: every hold, release, consumption and adjustment."""
-        grant = self.get_object()
-        entries = grant.ledger.select_related("actor").order_by("at", "pk")
-        page = self.paginate_queryset(entries)
-        return self.get_paginated_response(LedgerEntrySerializer(page, many=True).data)
-
-    def partial_update(self, request, pk=None):
-        grant = self.get_object()
-        serializer = self.get_serializer(grant, data=request.data, partial=True)
-        serializer.is_valid(raise_exception=True)
-        quota_grant_update(
-            actor=request.user, grant=grant, channel=Channel.API, **serializer.validated_data
-        )
-        return Response(self.get_serializer(self.get_queryset().get(pk=grant.pk)).data)
-
-
 @extend_schema(tags=["catalogue"])
 class MaintenanceWindowViewSet(viewsets.ModelViewSet):
     """Maintenance windows (operators). Creating one over bookings marks them affected and emails them."""
 
     serializer_class = MaintenanceWindowSerializer
+    # Windows are deleted and created again, never edited: PUT/PATCH are not offered at all.
+    http_method_names = ["get", "post", "delete", "head", "options"]
 
-    permission_classes = [IsOperator]
+    permission_classes = OPERATOR_ONLY
 
     def get_queryset(self):
         return MaintenanceWindow.objects.select_related(
@@ -578,68 +393,3 @@ class MaintenanceWindowViewSet(viewsets.ModelViewSet):
             actor=self.request.user, channel=Channel.API, action="maintenance.delete", obj=instance
         )
         instance.delete()
-
-
-@extend_schema(tags=["bookings"])
-class ContestedRoundViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
-):
-    """Contested rounds and where your requests stand in fair-share order (operators see everyone's)."""
-
-    def get_queryset(self):
-        from booking.models import ContestedRound
-        from booking.services.rounds import rounds_visible_to
-
-        if getattr(self, "swagger_fake_view", False):
-            return ContestedRound.objects.none()
-        return rounds_visible_to(user=self.request.user, auth=self.request.auth)
-
-    def _body(self, round_, *, standing: bool) -> dict:
-        iso = AwareDateTimeField().to_representation
-        body = {
-            "id": round_.pk,
-            "pool": round_.pool.code,
-            "window_start": iso(round_.window_start),
-            "window_end": iso(round_.window_end),
-            "cutoff_at": iso(round_.cutoff_at),
-            "allocated_at": iso(round_.allocated_at) if round_.allocated_at else None,
-        }
-        if standing:
-            from booking.services.rounds import round_standing
-
-            ranked = round_standing(round_)
-            mine = (
-                None
-                if is_operator(self.request.user) and not isinstance(self.request.auth, ApiKey)
-                else set(
-                    Booking.objects.filter(round=round_)
-                    .filter(
-                        organization__in=organization_list(
-                            user=self.request.user, auth=self.request.auth
-                        )
-                    )
-                    .values_list("pk", flat=True)
-                )
-            )
-            body["requests"] = len(ranked)
-            body["standing"] = [
-                {
-                    "booking": r.claim.booking_id,
-                    "position": r.position,
-                    "within_quota": r.within_quota,
-                    "recent_use_ratio": round(r.recent_use_ratio, 4),
-                    "unit_hours": r.claim.hours,
-                }
-                for r in ranked
-                if mine is None or r.claim.booking_id in mine
-            ]
-        return body
-
-    @extend_schema(responses=OpenApiTypes.OBJECT, operation_id="v1_rounds_list")
-    def list(self, request):
-        page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response([self._body(r, standing=False) for r in page])
-
-    @extend_schema(responses=OpenApiTypes.OBJECT)
-    def retrieve(self, request, pk=None):
-        return Response(self._body(self.get_object(), standing=True))

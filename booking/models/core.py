@@ -27,7 +27,7 @@ from booking.choices import (
 )
 from booking.validators import validate_business_number
 from equipment.models import AcceleratorPool, Device, EquipmentType, EquipmentUnit, Node
-from testbed.choices import Channel
+from testbed.choices import Channel, KeyScope
 from testbed.db import PostgresExclusionConstraint, TsTzRange
 
 
@@ -98,6 +98,41 @@ class Membership(models.Model):
         return f"{self.user} @ {self.organization} ({self.role})"
 
 
+class Invitation(models.Model):
+    """A manager's invitation of an existing account into an organisation: it takes effect only
+    when that person accepts it, so adding someone never captures their account."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="invitations"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="invitations"
+    )
+    role = models.CharField(_("role"), max_length=10, choices=Role.choices, default=Role.MEMBER)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+    accepted = models.BooleanField(null=True, help_text=_("Empty while it waits for an answer."))
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("invitation")
+        verbose_name_plural = _("invitations")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "user"],
+                condition=Q(answered_at__isnull=True),
+                name="booking_invitation_one_open",
+                violation_error_message=_("This person already has an open invitation."),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} → {self.organization} ({self.role})"
+
+
 class Qualification(models.Model):
     """A user's training on an equipment type, valid until a date (inclusive)."""
 
@@ -133,12 +168,25 @@ class Qualification(models.Model):
 
 
 class ApiKey(models.Model):
-    """An organisation's API key (made by a manager): scoped and revocable. Only its hash is kept."""
+    """An organisation's API key (made by a manager): scoped and revocable. Only its hash is kept.
 
-    SCOPES = ("read", "book")
+    A key acts as its organisation with exactly its scopes, through a service account of its own
+    (`user`): never with the rights of the person who made it, never for another organisation.
+    """
+
+    SCOPES = tuple(KeyScope.values)
+    is_api_key = True  # how testbed/api/permissions.py tells a key from a person's token
 
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="api_keys"
+    )
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="api_key",
+        help_text=_("The key's own service account: bookings made with the key name it."),
     )
     name = models.CharField(_("name"), max_length=100)
     prefix = models.CharField(_("prefix"), max_length=16, unique=True)
@@ -224,6 +272,16 @@ class Booking(models.Model):
         on_delete=models.PROTECT,
         related_name="bookings",
         help_text=_("Set while the booking waits for a contested round's cutoff."),
+    )
+    replaces = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="replaced_by",
+        help_text=_(
+            "A move: the booking this one takes over from once confirmed (kept until then)."
+        ),
     )
     allocation_attempts = models.PositiveIntegerField(default=0)
     decided_at = models.DateTimeField(null=True, blank=True)

@@ -1,52 +1,182 @@
-"""Who may do what: `access_*` fetch and check permission in one step."""
+"""Who may do what: the one place every permission of the API, the admin and the web portal is decided.
+
+Three kinds of caller:
+- an operator (a Django staff user signed in as a person): everything, for every organisation;
+- a person, by their membership role in each organisation: `manager` or `member`;
+- an organisation API key: acts as its organisation with exactly its scopes (testbed.choices.KeyScope),
+  through the key's own service account. A key never carries the rights of the person who made it,
+  never operator rights, and never reaches another organisation.
+
+`access_*` fetch and check in one step; `check_*` raise when not allowed; `can_*` answer yes or no.
+Another organisation's things answer NotFound, never PermissionDenied: their existence is private.
+What a route needs from a key is declared on the view (`required_scopes`) and enforced by
+testbed.api.permissions.KeyScopes, which asks `key_has_scope` here.
+"""
 
 from __future__ import annotations
 
 from booking.choices import Role
-from booking.models import Booking, Membership, Organization
+from booking.models import ApiKey, Booking, Membership, Organization
+from testbed.choices import KeyScope
 from testbed.errors import NotFound, PermissionDenied
 
+# Organisation attributes that change prices (discounts by category, region, youth start-up) or
+# identity and rights (slug, business number, active): only operators set them.
+OPERATOR_ONLY_ORGANIZATION_FIELDS = (
+    "slug",
+    "business_number",
+    "category",
+    "region",
+    "youth_startup",
+    "is_active",
+)
+_KEY_ATTRIBUTE = "_testbed_api_key"
 
-def is_operator(user) -> bool:
-    return bool(user and user.is_authenticated and user.is_staff)
+
+# --- who is calling ------------------------------------------------------------------------------
 
 
-def role_in(user, organization: Organization) -> str | None:
-    if not (user and user.is_authenticated):
+def bind_api_key(user, key: ApiKey) -> None:
+    """Remember on the key's service account which key authenticated it (set at authentication)."""
+    setattr(user, _KEY_ATTRIBUTE, key)
+
+
+def api_key_of(actor) -> ApiKey | None:
+    """The API key this actor is acting through, or None for a person."""
+    return getattr(actor, _KEY_ATTRIBUTE, None)
+
+
+def is_operator(actor) -> bool:
+    """Facility staff signed in as themselves (an API key is never an operator)."""
+    return bool(
+        actor
+        and actor.is_authenticated
+        and actor.is_staff
+        and actor.is_active
+        and api_key_of(actor) is None
+    )
+
+
+def key_has_scope(actor, scope: str) -> bool:
+    """People are governed by roles, not scopes: True for them. A key: the scope is one of its own."""
+    key = api_key_of(actor)
+    return key is None or scope in key.scopes
+
+
+def check_scope(actor, scope: str) -> None:
+    if not key_has_scope(actor, scope):
+        raise PermissionDenied(
+            f"This API key lacks the {scope!r} scope: ask your organisation's manager for a key with it.",
+            code="insufficient_scope",
+        )
+
+
+def role_in(actor, organization: Organization) -> str | None:
+    """The actor's role in the organisation, or None. A key counts as a member of its own organisation."""
+    if not (actor and actor.is_authenticated):
         return None
+    key = api_key_of(actor)
+    if key is not None:
+        return Role.MEMBER if key.organization_id == organization.pk else None
     cached = getattr(organization, "_role_of", None)  # set by default_organization_for
-    if cached is not None and cached[0] == user.pk:
+    if cached is not None and cached[0] == actor.pk:
         return cached[1]
     return (
-        Membership.objects.filter(user=user, organization=organization)
+        Membership.objects.filter(user=actor, organization=organization)
         .order_by("pk")  # not Meta.ordering, which joins organisations to sort by name
         .values_list("role", flat=True)
         .first()
     )
 
 
-def access_organization(*, actor, slug: str, manage: bool = False) -> Organization:
-    """The organisation with this slug, if the actor may see it (or manage it, with manage=True).
+def visible_organization_ids(actor):
+    """None for operators (all); else a subquery or list of the organisations the actor sees."""
+    key = api_key_of(actor)
+    if key is not None:
+        return [key.organization_id]
+    if is_operator(actor):
+        return None
+    if not (actor and actor.is_authenticated):
+        return []
+    return Membership.objects.filter(user=actor).values("organization_id")
 
-    Outsiders get NotFound, never PermissionDenied: another organisation's existence is private.
-    """
+
+def _hidden(slug: str) -> NotFound:
+    return NotFound(f"No organisation has the slug {slug!r}.", field="organization")
+
+
+# --- organisations -------------------------------------------------------------------------------
+
+
+def access_organization(*, actor, slug: str) -> Organization:
+    """The organisation with this slug, if the actor may see it (operators, its members, its keys)."""
     org = Organization.objects.filter(slug=slug).first()
     if org is None:
-        raise NotFound(f"No organisation has the slug {slug!r}.", field="organization")
+        raise _hidden(slug)
     if is_operator(actor):
         return org
-    role = role_in(actor, org)
-    if role is None:
-        raise NotFound(f"No organisation has the slug {slug!r}.", field="organization")
-    if manage and role != Role.MANAGER:
+    if role_in(actor, org) is None:
+        raise _hidden(slug)
+    return org
+
+
+def access_organization_to_edit(*, actor, slug: str) -> Organization:
+    """Its managers and operators edit an organisation's profile; keys never do."""
+    org = access_organization(actor=actor, slug=slug)
+    if is_operator(actor):
+        return org
+    if api_key_of(actor) is not None:
+        raise PermissionDenied(
+            "API keys cannot edit the organisation: a manager does it, signed in as themselves."
+        )
+    if role_in(actor, org) != Role.MANAGER:
         raise PermissionDenied(
             "Only a manager of this organisation may do this: ask your organisation's manager."
         )
     return org
 
 
+def access_organization_members(*, actor, slug: str) -> Organization:
+    """Members (with their emails) are listed and invited by managers, operators and
+    keys with the `members:manage` scope."""
+    org = access_organization(actor=actor, slug=slug)
+    if is_operator(actor):
+        return org
+    if api_key_of(actor) is not None:
+        check_scope(actor, KeyScope.MEMBERS_MANAGE)
+        return org
+    if role_in(actor, org) != Role.MANAGER:
+        raise PermissionDenied(
+            "Only managers see and change the member list: ask your organisation's manager."
+        )
+    return org
+
+
+def access_organization_api_keys(*, actor, slug: str) -> Organization:
+    """API keys are made, listed and revoked by a manager (or operator) signed in as a person."""
+    if api_key_of(actor) is not None:
+        raise PermissionDenied("API keys cannot manage API keys: sign in as a manager.")
+    return access_organization_to_edit(actor=actor, slug=slug)
+
+
+def check_organization_fields(*, actor, organization: Organization, fields: dict) -> None:
+    """Refuse, naming the field, any change a non-operator asks for to an operator-only attribute."""
+    if is_operator(actor):
+        return
+    for name in OPERATOR_ONLY_ORGANIZATION_FIELDS:
+        if name in fields and fields[name] != getattr(organization, name):
+            raise PermissionDenied(
+                f"Only facility operators change `{name}`: it decides prices or rights. "
+                "Ask an operator, or leave the field out.",
+                field=name,
+            )
+
+
 def default_organization_for(actor) -> Organization:
     """The actor's organisation when they have exactly one (with their role remembered on it)."""
+    key = api_key_of(actor)
+    if key is not None:
+        return key.organization
     memberships = list(
         Membership.objects.filter(user=actor, organization__is_active=True)
         .select_related("organization")
@@ -68,25 +198,72 @@ def default_organization_for(actor) -> Organization:
     )
 
 
+def access_booking_organization(*, actor, slug: str | None) -> Organization:
+    """The organisation a new booking is for: the one named (if the actor may book for it), else the
+    actor's own. A key naming any organisation but its own is refused, never silently ignored."""
+    if slug:
+        org = access_organization(actor=actor, slug=slug)
+    else:
+        org = default_organization_for(actor)
+    check_can_book_for(actor=actor, organization=org)
+    return org
+
+
+# --- bookings ------------------------------------------------------------------------------------
+
+
 def check_can_book_for(*, actor, organization: Organization) -> None:
     if is_operator(actor):
         return
+    if role_in(actor, organization) is None:
+        raise _hidden(organization.slug)
+    check_scope(actor, KeyScope.BOOKINGS_WRITE)
     if not organization.is_active:
         raise PermissionDenied(
             "This organisation is deactivated: ask a facility operator.", field="organization"
         )
-    if role_in(actor, organization) is None:
-        raise NotFound(f"No organisation has the slug {organization.slug!r}.", field="organization")
+
+
+def _is_booker(actor, booking: Booking) -> bool:
+    return booking.user_id == getattr(actor, "pk", None)
+
+
+def check_can_see_booking(*, actor, booking: Booking) -> None:
+    if is_operator(actor):
+        return
+    if role_in(actor, booking.organization) is None:
+        raise NotFound("No booking with this id.")
 
 
 def check_can_change_booking(*, actor, booking: Booking) -> None:
-    """Booker, a manager of the booking's organisation, or an operator."""
-    if is_operator(actor) or booking.user_id == getattr(actor, "pk", None):
+    """Cancel: the booker (a key: the bookings it made), a manager of the organisation, or an operator."""
+    check_can_see_booking(actor=actor, booking=booking)
+    if is_operator(actor):
         return
-    role = role_in(actor, booking.organization)
-    if role is None:
-        raise NotFound("No booking with this id.")
-    if role != Role.MANAGER:
+    check_scope(actor, KeyScope.BOOKINGS_WRITE)
+    if _is_booker(actor, booking):
+        return
+    if api_key_of(actor) is None and role_in(actor, booking.organization) == Role.MANAGER:
+        return
+    raise PermissionDenied(
+        "Only the person who booked, a manager of the organisation or an operator may change this booking."
+    )
+
+
+def check_can_use_booking(*, actor, booking: Booking) -> None:
+    """Check-in and check-out: the booker (a key: the bookings it made) or an operator."""
+    check_can_see_booking(actor=actor, booking=booking)
+    if is_operator(actor):
+        return
+    check_scope(actor, KeyScope.BOOKINGS_WRITE)
+    if not _is_booker(actor, booking):
         raise PermissionDenied(
-            "Only the person who booked, a manager of the organisation or an operator may change this booking."
+            "Only the person who booked or a facility operator may check this booking in or out."
+        )
+
+
+def check_is_operator(actor) -> None:
+    if not is_operator(actor):
+        raise PermissionDenied(
+            "Only facility operators may do this: ask an operator of the centre."
         )

@@ -12,6 +12,14 @@ bookings; the tasks of the bookings decided along the way find them decided and 
 3. audit; decisions are published and emails queued on commit, never while locks are held.
 PostgreSQL's exclusion constraints are the backstop: if they fire (only possible with locking
 turned off), the decisions are simply made again and see the winner's rows.
+
+One bad booking never stalls the others. If deciding one booking of a batch raises (bad data, a
+bug, date overflow), the whole transaction is rolled back and the batch decided again with that
+booking rejected as `internal_error` (audited, logged with its traceback, operators alerted by
+email on commit); nothing it wrote survives and no later booking sees a hold of it. If the batch
+fails outside any one booking's decision, the task decides its own booking alone, and rejects it
+when even that fails. A booking is never left `pending` to poison every later batch: the sweeper
+finds nothing to re-queue, and transient failures are bounded by MAX_ALLOCATION_ATTEMPTS.
 """
 
 from __future__ import annotations
@@ -24,31 +32,18 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from booking.allocator import (
-    DeviceState,
-    NodeState,
-    UnitState,
-    choose_devices,
-    choose_units,
-    find_alternatives,
-)
+from booking.allocator import add_clipped
 from booking.choices import BookingStatus
 from booking.models import Allocation, Booking
-from booking.policy import check_maintenance
 from booking.services import notifications
 from booking.services.decisions import decisions_publish
-from booking.services.quotas import QuotaExceeded, lock_grants, quota_reserve
-from booking.services.resources import (
-    buffer_of,
-    node_states,
-    policy_for,
-    resource_maintenance,
-    unit_states,
-)
+from booking.services.placement import BatchResource, alternatives_for
+from booking.services.quotas import QuotaExceeded, lock_grants, quota_release, quota_reserve
+from booking.services.resources import buffer_of
 from equipment.models import AcceleratorPool, EquipmentType
 from testbed.audit import audit_entry
 from testbed.choices import Channel
@@ -57,119 +52,38 @@ from testbed.models import AuditEntry
 
 logger = logging.getLogger(__name__)
 
-ALTERNATIVES_HORIZON = dt.timedelta(days=14)
+# Tasks of one booking that may fail on something other than a lock timeout (the database went
+# away, a statement was cancelled) before the booking is rejected instead of tried again forever.
+MAX_ALLOCATION_ATTEMPTS = 5
+# Bookings of one batch whose decision may raise before the task stops batching and decides
+# only its own booking (each failure costs one more pass over the batch).
+MAX_FAILED_PER_TASK = 8
+INTERNAL_ERROR = "internal_error"
+INTERNAL_ERROR_DETAIL = (
+    "This booking could not be decided because of an error on our side; the facility's "
+    "operators have been alerted. Please book again, or contact the operator if it happens again."
+)
 
 
 class AllocationBusy(Exception):
     """The resource's lock could not be taken in time: the task retries, the user never sees it."""
 
 
+class _DecisionFailed(Exception):
+    """Deciding this booking of a batch raised (the cause is chained): roll back, decide again."""
+
+    def __init__(self, booking_id: int) -> None:
+        super().__init__(f"deciding booking {booking_id} raised")
+        self.booking_id = booking_id
+
+
+def _summary(exc: BaseException | None) -> str:
+    """What went wrong, in one line for the audit entry and the operators' alert."""
+    return f"{type(exc).__name__}: {exc}"[:300] if exc is not None else "unknown error"
+
+
 def _locking_enabled() -> bool:
     return getattr(settings, "TESTBED_ALLOCATION_LOCKING", True)
-
-
-def alternatives_for(resource, booking: Booking, *, now: dt.datetime, limit: int = 5) -> list[dict]:
-    """Up to `limit` windows at or after the asked start, same duration and quantity, that fit now."""
-    policy = policy_for(resource)
-    buffer = buffer_of(resource)
-    duration = booking.end - booking.start
-    latest_start = min(
-        booking.start + ALTERNATIVES_HORIZON, now + dt.timedelta(days=policy.max_lead_days)
-    )
-    horizon_end = latest_start + duration + buffer
-    if isinstance(resource, EquipmentType):
-        units = unit_states(resource, booking.start, horizon_end, exclude_booking=booking.pk)
-        busy_ends = [e for u in units for _s, e in u.busy]
-
-        def fits(s: dt.datetime, e: dt.datetime) -> bool:
-            return (
-                choose_units(units, s, e + buffer, booking.quantity, pinned=booking.pinned_unit_id)
-                is not None
-            )
-    else:
-        nodes = node_states(resource, booking.start, horizon_end, exclude_booking=booking.pk)
-        busy_ends = [e for n in nodes for d in n.devices for _s, e in d.busy]
-
-        def fits(s: dt.datetime, e: dt.datetime) -> bool:
-            return choose_devices(nodes, s, e, booking.quantity) is not None
-
-    windows = resource_maintenance(resource, booking.start, horizon_end)
-    busy_ends.extend(w[1] for w in windows)
-    min_start = max(booking.start, now + dt.timedelta(minutes=policy.min_lead_minutes))
-
-    def fits_all(s: dt.datetime, e: dt.datetime) -> bool:
-        return check_maintenance(windows, s, e) is None and fits(s, e)
-
-    found = find_alternatives(
-        fits_all,
-        policy,
-        start=min_start,
-        duration=duration,
-        until=latest_start,
-        busy_ends=busy_ends,
-        limit=limit,
-    )
-    return [{"start": s.isoformat(), "end": e.isoformat()} for s, e in found]
-
-
-@dataclass
-class _Resource:
-    """One resource of a batch with what holds it over the span of the batch's bookings."""
-
-    obj: EquipmentType | AcceleratorPool
-    bookings: list[Booking]
-    units: list[UnitState] | None = None
-    nodes: list[NodeState] | None = None
-    windows: list[tuple] = field(default_factory=list)
-
-    def load(self) -> None:
-        """One read of units or devices, allocations and maintenance for the whole batch."""
-        buffer = buffer_of(self.obj)
-        span_start = min(b.start for b in self.bookings)
-        span_end = max(b.end for b in self.bookings) + buffer
-        self.windows = resource_maintenance(self.obj, span_start, span_end)
-        if isinstance(self.obj, EquipmentType):
-            self.units = unit_states(self.obj, span_start, span_end)
-        else:
-            self.nodes = node_states(self.obj, span_start, span_end)
-
-    def place(self, booking: Booking) -> tuple[list[int], dict[int, int] | None] | None:
-        """(unit ids, None) or (device ids, node id by device), free over the booking; or None."""
-        start, end = booking.start, booking.end + buffer_of(self.obj)
-        if self.units is not None:
-            chosen = choose_units(
-                self.units, start, end, booking.quantity, pinned=booking.pinned_unit_id
-            )
-            return (chosen, None) if chosen else None
-        assert self.nodes is not None
-        placement = choose_devices(self.nodes, start, end, booking.quantity)
-        if placement is None:
-            return None
-        node_of = {d.id: n.id for n in self.nodes for d in n.devices}
-        return list(placement.device_ids), {d: node_of[d] for d in placement.device_ids}
-
-    def hold(self, targets: list[int], start: dt.datetime, end: dt.datetime) -> None:
-        """What later bookings of the batch see: these targets are now busy over [start, end)."""
-        taken = set(targets)
-        if self.units is not None:
-            self.units = [
-                UnitState(id=u.id, busy=(*u.busy, (start, end))) if u.id in taken else u
-                for u in self.units
-            ]
-            return
-        assert self.nodes is not None
-        self.nodes = [
-            NodeState(
-                id=n.id,
-                devices=tuple(
-                    DeviceState(id=d.id, busy=(*d.busy, (start, end))) if d.id in taken else d
-                    for d in n.devices
-                ),
-            )
-            if any(d.id in taken for d in n.devices)
-            else n
-            for n in self.nodes
-        ]
 
 
 def _claim(booking_id: int, limit: int) -> tuple[str | None, list[Booking]]:
@@ -203,10 +117,10 @@ def _claim(booking_id: int, limit: int) -> tuple[str | None, list[Booking]]:
     return status, list(Booking.objects.select_related("user").filter(pk__in=ids).order_by("pk"))
 
 
-def _resources(bookings: list[Booking]) -> dict[tuple[str, int], _Resource]:
+def _resources(bookings: list[Booking]) -> dict[tuple[str, int], BatchResource]:
     """The batch's equipment types and pools, locked in one global order: types, then pools, by pk."""
     lock = _locking_enabled()
-    found: dict[tuple[str, int], _Resource] = {}
+    found: dict[tuple[str, int], BatchResource] = {}
     for kind, model, attr in (
         ("type", EquipmentType, "equipment_type_id"),
         ("pool", AcceleratorPool, "pool_id"),
@@ -218,7 +132,7 @@ def _resources(bookings: list[Booking]) -> dict[tuple[str, int], _Resource]:
         if lock:
             rows = rows.select_for_update(of=("self",))
         for obj in rows:
-            found[(kind, obj.pk)] = _Resource(obj=obj, bookings=[])
+            found[(kind, obj.pk)] = BatchResource(obj=obj, bookings=[])
     for b in bookings:
         entry = found[_key(b)]
         entry.bookings.append(b)
@@ -235,22 +149,166 @@ def _key(booking: Booking) -> tuple[str, int]:
     return ("pool", booking.pool_id or 0)
 
 
-def _decide(booking_id: int, *, now: dt.datetime) -> str:
-    """Decide the booking asked for, and the other pending bookings claimed with it, in one
-    durable transaction under the locking rule. Returns the asked-for booking's status."""
-    decided: list[tuple[Booking, str, list[int], tuple[str, str] | None]] = []
+@dataclass
+class _Outcome:
+    """How one booking of a batch was decided (written in bulk after the loop)."""
+
+    booking: Booking
+    status: str
+    targets: list[int] = field(default_factory=list)
+    rejection: tuple[str, str] | None = None
+    error: str | None = None  # why deciding it raised (INTERNAL_ERROR only)
+
+
+def _decide_one(
+    booking: Booking,
+    entry: BatchResource,
+    *,
+    with_grants: set[int],
+    now: dt.datetime,
+    pending_rows: list[Allocation],
+) -> tuple[_Outcome, bool]:
+    """Decide one booking of the batch; returns the outcome and whether a soft grant went over.
+
+    A rejection is written at once; a placement only extends `pending_rows` and the resource's
+    in-memory holds, as the last step, after everything that can fail (so a booking that
+    raises leaves no hold behind for the later ones).
+    """
+    resource = entry.obj
+    rejection: tuple[str, str] | None = None
+    placed = None
+    clash = [w for w in entry.windows if w[0] < booking.end and w[1] > booking.start]
+    if booking.start <= now:
+        # Decided only after its start (workers were down or backlogged): confirming it now would
+        # bill a no-show for time nobody could use. It expires, as the expiry sweep would do.
+        rejection = (
+            "expired",
+            f"This request could not be allocated before its start "
+            f"({timezone.localtime(booking.start):%Y-%m-%d %H:%M}): it expired and nothing is "
+            "charged. Book another window.",
+        )
+    elif clash:
+        w_start, w_end, reason = clash[0]
+        rejection = (
+            "maintenance",
+            f"{resource.code} is under maintenance from "
+            f"{timezone.localtime(w_start):%Y-%m-%d %H:%M} to "
+            f"{timezone.localtime(w_end):%Y-%m-%d %H:%M} ({reason}): choose another time.",
+        )
+    else:
+        placed = entry.place(booking)
+        if placed is None:
+            what = "unit" if isinstance(resource, EquipmentType) else "device"
+            rejection = (
+                "unavailable",
+                f"Not enough free {what}s of {resource.code} for ×{booking.quantity} over "
+                "this window: pick one of the alternatives, or another time.",
+            )
+    over_quota = False
+    if rejection is None and booking.organization_id in with_grants:
+        try:
+            over_quota = quota_reserve(booking=booking, resource=resource, now=now)
+        except QuotaExceeded as exc:
+            rejection = ("quota_exceeded", exc.message)
+
+    if rejection is not None:
+        code, detail = rejection
+        alternatives: list[dict] = []
+        if code in {"unavailable", "maintenance"}:
+            _flush(pending_rows)  # alternatives read the rows this batch placed so far
+            alternatives = alternatives_for(resource, booking, now=now)
+        _write_rejection(booking, code=code, detail=detail, alternatives=alternatives, now=now)
+        return _Outcome(booking, BookingStatus.REJECTED, rejection=rejection), False
+    assert placed is not None
+    targets, node_of = placed
+    end = add_clipped(booking.end, buffer_of(resource))
+    rows = [
+        Allocation(booking_id=booking.pk, unit_id=t, start=booking.start, end=end, created_at=now)
+        if node_of is None
+        else Allocation(
+            booking_id=booking.pk,
+            device_id=t,
+            node_id=node_of[t],
+            start=booking.start,
+            end=end,
+            created_at=now,
+        )
+        for t in targets
+    ]
+    new_status: str = (
+        BookingStatus.AWAITING_APPROVAL if resource.requires_approval else BookingStatus.CONFIRMED
+    )
+    entry.hold(targets, booking.start, end)
+    pending_rows.extend(rows)
+    return _Outcome(booking, new_status, targets=targets), over_quota
+
+
+def _write_rejection(
+    booking: Booking, *, code: str, detail: str, alternatives: list[dict], now: dt.datetime
+) -> None:
+    Booking.objects.filter(pk=booking.pk).update(
+        status=BookingStatus.REJECTED,
+        rejection_code=code,
+        rejection_detail=detail[:500],
+        alternatives=alternatives,
+        decided_at=now,
+        updated_at=now,
+        allocation_attempts=F("allocation_attempts") + 1,
+    )
+
+
+def _on_commit_tell(outcomes: list[_Outcome]) -> None:
+    """After commit: wake waiting requests, email the bookers, alert operators of failures."""
+    statuses = {o.booking.pk: o.status for o in outcomes}
+    transaction.on_commit(lambda: decisions_publish(statuses), robust=True)
+    for outcome in outcomes:
+        if outcome.booking.user.email:
+            transaction.on_commit(
+                functools.partial(notifications.booking_decided, outcome.booking.pk), robust=True
+            )
+        if outcome.error is not None:
+            transaction.on_commit(
+                functools.partial(notifications.allocation_failed, outcome.booking.pk),
+                robust=True,
+            )
+
+
+def _audit(outcomes: list[_Outcome]) -> None:
+    AuditEntry.objects.bulk_create(
+        audit_entry(
+            actor=None,
+            channel=Channel.SYSTEM,
+            action="booking.allocate",
+            obj=o.booking,
+            from_state=BookingStatus.PENDING,
+            to_state=o.status,
+            data={"targets": o.targets, "rejection": o.rejection[0] if o.rejection else None}
+            | ({"error": o.error} if o.error is not None else {}),
+        )
+        for o in outcomes
+    )
+
+
+def _decide(booking_id: int, *, now: dt.datetime, limit: int, failed: dict[int, str]) -> str:
+    """Decide the booking asked for, and the other pending bookings claimed with it (up to
+    `limit` in all), in one durable transaction under the locking rule. Bookings in `failed`
+    (whose decision raised in an earlier pass) are rejected as internal errors, not decided.
+    Returns the asked-for booking's status; raises _DecisionFailed when one booking's decision
+    raises (the transaction is rolled back: the caller decides the batch again without it)."""
+    outcomes: list[_Outcome] = []
     with transaction.atomic(durable=True):
         set_lock_timeout(settings.TESTBED_LOCK_TIMEOUT_MS)
-        status, batch = _claim(booking_id, settings.TESTBED_ALLOCATION_BATCH)
+        status, batch = _claim(booking_id, limit)
         if status is None:
             logger.warning("allocate: booking %s does not exist (deleted?)", booking_id)
             return "missing"
         if not batch:
             return status  # decided already: a task delivered twice changes nothing
-        resources = _resources(batch)
+        to_decide = [b for b in batch if b.pk not in failed]
+        resources = _resources(to_decide)
         # Then the organisations' quota grants, all of them at once and sorted by primary key,
         # so that two batches can never wait on each other's grants.
-        with_grants = lock_grants(organization_ids={b.organization_id for b in batch})
+        with_grants = lock_grants(organization_ids={b.organization_id for b in to_decide})
         for entry in resources.values():
             entry.load()
         if settings.TESTBED_DECIDE_DELAY_MS:
@@ -259,79 +317,39 @@ def _decide(booking_id: int, *, now: dt.datetime) -> str:
         pending_rows: list[Allocation] = []
         confirmed: dict[tuple[str, bool], list[int]] = defaultdict(list)
         for booking in batch:
-            entry = resources[_key(booking)]
-            resource = entry.obj
-            buffer = buffer_of(resource)
-            rejection: tuple[str, str] | None = None
-            placed = None
-            clash = [w for w in entry.windows if w[0] < booking.end and w[1] > booking.start]
-            if clash:
-                w_start, w_end, reason = clash[0]
-                rejection = (
-                    "maintenance",
-                    f"{resource.code} is under maintenance from "
-                    f"{timezone.localtime(w_start):%Y-%m-%d %H:%M} to "
-                    f"{timezone.localtime(w_end):%Y-%m-%d %H:%M} ({reason}): choose another time.",
+            if booking.pk in failed:
+                _write_rejection(
+                    booking,
+                    code=INTERNAL_ERROR,
+                    detail=INTERNAL_ERROR_DETAIL,
+                    alternatives=[],
+                    now=now,
                 )
-            else:
-                placed = entry.place(booking)
-                if placed is None:
-                    what = "unit" if isinstance(resource, EquipmentType) else "device"
-                    rejection = (
-                        "unavailable",
-                        f"Not enough free {what}s of {resource.code} for ×{booking.quantity} over "
-                        "this window: pick one of the alternatives, or another time.",
+                rejection = (INTERNAL_ERROR, INTERNAL_ERROR_DETAIL)
+                outcomes.append(
+                    _Outcome(
+                        booking,
+                        BookingStatus.REJECTED,
+                        rejection=rejection,
+                        error=failed[booking.pk],
                     )
-            over_quota = False
-            if rejection is None and booking.organization_id in with_grants:
-                try:
-                    over_quota = quota_reserve(booking=booking, resource=resource, now=now)
-                except QuotaExceeded as exc:
-                    rejection = ("quota_exceeded", exc.message)
-
-            if rejection is not None:
-                code, detail = rejection
-                alternatives: list[dict] = []
-                if code in {"unavailable", "maintenance"}:
-                    _flush(pending_rows)  # alternatives read the rows this batch placed so far
-                    alternatives = alternatives_for(resource, booking, now=now)
-                Booking.objects.filter(pk=booking.pk).update(
-                    status=BookingStatus.REJECTED,
-                    rejection_code=code,
-                    rejection_detail=detail[:500],
-                    alternatives=alternatives,
-                    decided_at=now,
-                    updated_at=now,
-                    allocation_attempts=F("allocation_attempts") + 1,
                 )
-                decided.append((booking, BookingStatus.REJECTED, [], rejection))
                 continue
-            assert placed is not None
-            targets, node_of = placed
-            end = booking.end + buffer
-            entry.hold(targets, booking.start, end)
-            pending_rows.extend(
-                Allocation(
-                    booking_id=booking.pk, unit_id=t, start=booking.start, end=end, created_at=now
+            try:
+                outcome, over_quota = _decide_one(
+                    booking,
+                    resources[_key(booking)],
+                    with_grants=with_grants,
+                    now=now,
+                    pending_rows=pending_rows,
                 )
-                if node_of is None
-                else Allocation(
-                    booking_id=booking.pk,
-                    device_id=t,
-                    node_id=node_of[t],
-                    start=booking.start,
-                    end=end,
-                    created_at=now,
-                )
-                for t in targets
-            )
-            new_status: str = (
-                BookingStatus.AWAITING_APPROVAL
-                if resource.requires_approval
-                else BookingStatus.CONFIRMED
-            )
-            confirmed[(new_status, over_quota)].append(booking.pk)
-            decided.append((booking, new_status, targets, None))
+            except (OperationalError, InterfaceError, IntegrityError):
+                raise  # a lock timeout, the database going away, a race: not this booking's fault
+            except Exception as exc:
+                raise _DecisionFailed(booking.pk) from exc
+            if outcome.status != BookingStatus.REJECTED:
+                confirmed[(outcome.status, over_quota)].append(booking.pk)
+            outcomes.append(outcome)
 
         _flush(pending_rows)
         for (new_status, over_quota), ids in confirmed.items():
@@ -342,28 +360,11 @@ def _decide(booking_id: int, *, now: dt.datetime) -> str:
                 updated_at=now,
                 allocation_attempts=F("allocation_attempts") + 1,
             )
-        AuditEntry.objects.bulk_create(
-            audit_entry(
-                actor=None,
-                channel=Channel.SYSTEM,
-                action="booking.allocate",
-                obj=booking,
-                from_state=BookingStatus.PENDING,
-                to_state=status,
-                data={"targets": targets, "rejection": rejection[0] if rejection else None},
-            )
-            for booking, status, targets, rejection in decided
-        )
-        outcomes = {booking.pk: status for booking, status, _t, _r in decided}
-        transaction.on_commit(lambda: decisions_publish(outcomes), robust=True)
-        for booking, _status, _t, _r in decided:
-            if booking.user.email:
-                transaction.on_commit(
-                    functools.partial(notifications.booking_decided, booking.pk), robust=True
-                )
-    if len(decided) > 1:
-        logger.info("allocate: decided %d bookings in one transaction", len(decided))
-    return outcomes[booking_id]
+        _audit(outcomes)
+        _on_commit_tell(outcomes)
+    if len(outcomes) > 1:
+        logger.info("allocate: decided %d bookings in one transaction", len(outcomes))
+    return next(o.status for o in outcomes if o.booking.pk == booking_id)
 
 
 def _flush(rows: list[Allocation]) -> None:
@@ -372,33 +373,120 @@ def _flush(rows: list[Allocation]) -> None:
         rows.clear()
 
 
+def _reject_failed(booking_id: int, *, error: str, now: dt.datetime) -> str:
+    """Reject one pending booking that cannot be decided, touching nothing but its own row (and
+    releasing any quota it holds): the way out when even deciding it alone fails."""
+    with transaction.atomic(durable=True):
+        set_lock_timeout(settings.TESTBED_LOCK_TIMEOUT_MS)
+        booking = (
+            Booking.objects.select_for_update(of=("self",))
+            .select_related("user")
+            .filter(pk=booking_id)
+            .first()
+        )
+        if booking is None:
+            return "missing"
+        if booking.status != BookingStatus.PENDING:
+            return booking.status
+        quota_release(booking=booking, now=now, reason="allocation failed")
+        _write_rejection(
+            booking, code=INTERNAL_ERROR, detail=INTERNAL_ERROR_DETAIL, alternatives=[], now=now
+        )
+        outcome = _Outcome(
+            booking,
+            BookingStatus.REJECTED,
+            rejection=(INTERNAL_ERROR, INTERNAL_ERROR_DETAIL),
+            error=error,
+        )
+        _audit([outcome])
+        _on_commit_tell([outcome])
+    return BookingStatus.REJECTED
+
+
+def _count_failed_attempt(booking_id: int) -> None:
+    """One more failed try of a still-pending booking (bounded by MAX_ALLOCATION_ATTEMPTS)."""
+    try:
+        Booking.objects.filter(pk=booking_id, status=BookingStatus.PENDING).update(
+            allocation_attempts=F("allocation_attempts") + 1
+        )
+    except Exception:  # the database is still away: the task's own error is what matters
+        logger.warning("allocate %s: could not count the failed attempt", booking_id, exc_info=True)
+
+
 def booking_allocate(*, booking_id: int, attempts: int = 5) -> str:
-    """Decide a pending booking; returns the resulting status. Safe to call any number of times."""
+    """Decide a pending booking; returns the resulting status. Safe to call any number of times.
+
+    Raises AllocationBusy on a lock timeout (the task retries) and a transient database error
+    as it is (counted: after MAX_ALLOCATION_ATTEMPTS the booking is rejected instead). Any other
+    error never escapes: the booking at fault is rejected as `internal_error` and the others
+    are decided (see the module docstring).
+    """
     # Under load most tasks find their booking decided by another task's batch: one plain read
     # answers them, without a transaction or a lock. A pending booking is read again under lock.
-    status = (
-        Booking.objects.filter(pk=booking_id).order_by().values_list("status", flat=True).first()
+    row = (
+        Booking.objects.filter(pk=booking_id)
+        .order_by()
+        .values_list("status", "allocation_attempts")
+        .first()
     )
-    if status is None:
+    if row is None:
         logger.warning("allocate: booking %s does not exist (deleted?)", booking_id)
         return "missing"
+    status, tries = row
     if status != BookingStatus.PENDING:
         return status
-    for attempt in range(1, attempts + 1):
+    if tries >= MAX_ALLOCATION_ATTEMPTS:
+        logger.error("allocate: booking %s failed %d times; rejecting it", booking_id, tries)
+        return _reject_failed(
+            booking_id, error=f"gave up after {tries} failed attempts", now=timezone.now()
+        )
+    failed: dict[int, str] = {}  # bookings whose decision raised: rejected in the next pass
+    limit = settings.TESTBED_ALLOCATION_BATCH
+    races = 0
+    while True:
         try:
-            return _decide(booking_id, now=timezone.now())
+            return _decide(booking_id, now=timezone.now(), limit=limit, failed=failed)
+        except _DecisionFailed as exc:
+            logger.exception(
+                "allocate: deciding booking %s raised; rejecting it and deciding the rest again",
+                exc.booking_id,
+            )
+            failed[exc.booking_id] = _summary(exc.__cause__)
+            if len(failed) >= MAX_FAILED_PER_TASK:
+                limit = 1  # many bad bookings: leave the others to their own tasks
         except IntegrityError as exc:
             # Only reachable when the exclusion constraint caught a race (locking turned off):
             # the rows of the winner are committed now, so deciding again sees them.
+            races += 1
             logger.info(
                 "allocate %s: constraint stopped a double booking (%s), deciding again",
                 booking_id,
                 exc,
             )
-            if attempt == attempts:
+            if races >= attempts:
                 raise AllocationBusy(str(exc)) from exc
-        except OperationalError as exc:
-            if "lock" in str(exc).lower() or "locked" in str(exc).lower():
+        except (OperationalError, InterfaceError) as exc:
+            if isinstance(exc, OperationalError) and "lock" in str(exc).lower():
                 raise AllocationBusy(str(exc)) from exc
+            if limit > 1:
+                # Perhaps another booking of the batch (a statement it makes time out): this
+                # task's own booking goes alone before a failure is counted against it.
+                logger.warning("allocate %s: batch failed (%s), alone now", booking_id, exc)
+                limit = 1
+                continue
+            _count_failed_attempt(booking_id)
             raise
-    raise AllocationBusy("gave up")  # pragma: no cover - the loop returns or raises
+        except Exception as exc:
+            # Outside any one booking's decision (claiming, locking, reading the resources):
+            # any booking of the batch may be at fault, so the task's own booking goes alone.
+            if limit > 1:
+                logger.exception(
+                    "allocate: a batch of booking %s raised; deciding that booking alone",
+                    booking_id,
+                )
+                limit = 1
+                continue
+            logger.exception(
+                "allocate: booking %s cannot be decided even alone; rejecting it", booking_id
+            )
+            return _reject_failed(booking_id, error=_summary(exc), now=timezone.now())

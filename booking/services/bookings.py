@@ -1,9 +1,11 @@
 """The booking lifecycle. Every transition is one function here and writes an audit entry.
 
 pending → awaiting_approval → confirmed | rejected; confirmed → active → completed;
-or cancelled (pending, awaiting_approval, confirmed) and no_show (confirmed, not checked in).
+or cancelled (pending, awaiting_approval, confirmed) and no_show (confirmed, not checked in);
+requests still undecided at their start expire (rejected, code `expired`).
 Transitions are conditional UPDATEs on the status with the row count checked, so two
-concurrent actors can never both move one booking.
+concurrent actors can never both move one booking. What each settlement charges, in quota and
+price alike, and which actions an ended booking refuses, is booking/lifecycle.py's one rule set.
 """
 
 from __future__ import annotations
@@ -17,10 +19,24 @@ from django.db.models import Q
 from django.utils import timezone
 
 from booking.choices import BookingStatus
+from booking.lifecycle import (
+    CHECK_IN_EARLY,
+    Charge,
+    cancellation_charge,
+    has_ended,
+    has_started,
+    no_show_charge,
+    use_charge,
+)
 from booking.models import Allocation, Booking, Organization, Qualification
 from booking.policy import Refusal, check_maintenance, check_quantity, check_window
 from booking.services import notifications
-from booking.services.access import check_can_book_for, check_can_change_booking, is_operator
+from booking.services.access import (
+    check_can_book_for,
+    check_can_change_booking,
+    check_can_use_booking,
+    is_operator,
+)
 from booking.services.fees import booking_price_set
 from booking.services.quotas import quota_release, quota_settle
 from booking.services.resources import (
@@ -34,9 +50,9 @@ from equipment.choices import UnitStatus
 from equipment.models import EquipmentType, EquipmentUnit
 from testbed.audit import audit_record
 from testbed.choices import Channel
-from testbed.errors import Conflict, PermissionDenied, ServiceError
+from testbed.db import sweep_step
+from testbed.errors import Conflict, NotFound, PermissionDenied, ServiceError
 
-CHECK_IN_EARLY = dt.timedelta(minutes=30)
 _VERBS = {
     "booking.cancel": "cancelled",
     "booking.approve": "approved",
@@ -47,7 +63,10 @@ _VERBS = {
     "booking.no_show": "marked as a no-show",
     "booking.start": "started",
     "booking.reclaim": "reclaimed",
+    "booking.expire": "expired",
 }
+CANCELLABLE = (BookingStatus.PENDING, BookingStatus.AWAITING_APPROVAL, BookingStatus.CONFIRMED)
+UNDECIDED = (BookingStatus.PENDING, BookingStatus.AWAITING_APPROVAL)
 
 
 def _refuse(refusal: Refusal) -> ServiceError:
@@ -230,6 +249,53 @@ def _release_allocations(booking: Booking) -> None:
     Allocation.objects.filter(booking=booking, active=True).update(active=False)
 
 
+def _settle(booking: Booking, charge: Charge, now: dt.datetime) -> None:
+    """Release the quota hold, consume the charged span and price the same span: quota and price
+    follow one Charge (booking/lifecycle.py), so they never disagree. Call inside the transaction."""
+    quota_settle(
+        booking=booking, used_start=charge.start, used_end=charge.end, now=now, reason=charge.reason
+    )
+    booking_price_set(booking=booking, span=charge.span)
+
+
+def _lock(booking: Booking) -> Booking:
+    """The booking's row, locked until the transaction ends, so that a decision that depends on
+    its state and times (what a cancellation charges, approving before the start) stays true."""
+    locked = (
+        Booking.objects.select_for_update(of=("self",))
+        .select_related("equipment_type", "pool")
+        .filter(pk=booking.pk)
+        .first()
+    )
+    if locked is None:
+        raise NotFound(f"Booking #{booking.pk} does not exist.")
+    return locked
+
+
+def _local(moment: dt.datetime) -> str:
+    return f"{timezone.localtime(moment):%Y-%m-%d %H:%M}"
+
+
+def _refuse_if_ended(booking: Booking, now: dt.datetime, verb: str) -> None:
+    if has_ended(end=booking.end, now=now):
+        raise Conflict(
+            f"Booking #{booking.pk} ended at {_local(booking.end)}: ended bookings are history, "
+            f"so it can no longer be {verb}.",
+            code="invalid_state",
+        )
+
+
+def _refuse_if_started(booking: Booking, now: dt.datetime, verb: str) -> None:
+    """Undecided requests expire at their start (bookings_expire_unapproved): too late to decide."""
+    if booking.status in UNDECIDED and has_started(start=booking.start, now=now):
+        raise Conflict(
+            f"Booking #{booking.pk} was to start at {_local(booking.start)}: a request can no "
+            f"longer be {verb} after its start. It expires (hold released, the organisation "
+            "told); the booker can request a new window.",
+            code="invalid_state",
+        )
+
+
 def booking_cancel(
     *, actor, booking: Booking, reason: str, channel: str, now: dt.datetime | None = None
 ) -> Booking:
@@ -240,24 +306,36 @@ def booking_cancel(
             "Say why you cancel (`reason`): the operator and your manager see it.", field="reason"
         )
     with transaction.atomic():
+        current = _lock(booking)
+        if current.status == BookingStatus.ACTIVE:
+            raise Conflict(
+                f"Booking #{current.pk} is checked in (active): check out instead to end it; "
+                "the time used is charged.",
+                code="invalid_state",
+            )
+        if current.status in CANCELLABLE:
+            _refuse_if_ended(current, now, "cancelled")
+        # Late (inside the free-cancellation limit, or after the start): charged like a no-show.
+        charge = cancellation_charge(
+            was_confirmed=current.status == BookingStatus.CONFIRMED,
+            start=current.start,
+            end=current.end,
+            at=now,
+            free_minutes=current.resource.cancel_free_minutes,
+        )
         booking = _transition(
-            booking=booking,
+            booking=current,
             actor=actor,
             channel=channel,
             action="booking.cancel",
-            from_states=[
-                BookingStatus.PENDING,
-                BookingStatus.AWAITING_APPROVAL,
-                BookingStatus.CONFIRMED,
-            ],
+            from_states=CANCELLABLE,
             to_state=BookingStatus.CANCELLED,
             now=now,
             cancel_reason=reason.strip()[:500],
             cancelled_at=now,
         )
         _release_allocations(booking)
-        quota_release(booking=booking, now=now, reason="cancelled")
-        booking_price_set(booking=booking)
+        _settle(booking, charge, now)
         transaction.on_commit(
             lambda: notifications.booking_changed(booking.pk, "cancelled"), robust=True
         )
@@ -275,8 +353,12 @@ def booking_approve(
     _require_operator(actor, "approve")
     now = now or timezone.now()
     with transaction.atomic():
+        current = _lock(booking)
+        if current.status == BookingStatus.AWAITING_APPROVAL:
+            _refuse_if_ended(current, now, "approved")
+            _refuse_if_started(current, now, "approved")
         booking = _transition(
-            booking=booking,
+            booking=current,
             actor=actor,
             channel=channel,
             action="booking.approve",
@@ -298,8 +380,12 @@ def booking_reject(
             "Say why the booking is rejected (`reason`): the booker sees it.", field="reason"
         )
     with transaction.atomic():
+        current = _lock(booking)
+        if current.status in UNDECIDED:
+            _refuse_if_ended(current, now, "rejected")
+            _refuse_if_started(current, now, "rejected")
         booking = _transition(
-            booking=booking,
+            booking=current,
             actor=actor,
             channel=channel,
             action="booking.reject",
@@ -320,16 +406,13 @@ def booking_check_in(
     *, actor, booking: Booking, channel: str, now: dt.datetime | None = None
 ) -> Booking:
     now = now or timezone.now()
-    check_can_change_booking(actor=actor, booking=booking)
+    check_can_use_booking(actor=actor, booking=booking)
     if now < booking.start - CHECK_IN_EARLY:
         raise ServiceError(
             f"Check-in opens 30 minutes before the start ({timezone.localtime(booking.start - CHECK_IN_EARLY):%H:%M}).",
             code="too_early",
         )
-    if now >= booking.end:
-        raise ServiceError(
-            "This booking has ended: it can no longer be checked in.", code="too_late"
-        )
+    _refuse_if_ended(booking, now, "checked in")
     with transaction.atomic():
         return _transition(
             booking=booking,
@@ -376,11 +459,15 @@ def _finish(
         Allocation.objects.filter(
             booking=booking, active=True, start__lt=release_at, end__gt=release_at
         ).update(end=release_at)
-    used_start = booking.actual_start or booking.start
-    quota_settle(
-        booking=booking, used_start=used_start, used_end=actual_end, now=now, reason=reason
+    # Use counts from max(check-in, start) to min(check-out, end): lifecycle.used_span.
+    charge = use_charge(
+        start=booking.start,
+        end=booking.end,
+        actual_start=booking.actual_start,
+        actual_end=actual_end,
+        reason=reason,
     )
-    booking_price_set(booking=booking)
+    _settle(booking, charge, now)
     return booking
 
 
@@ -388,7 +475,7 @@ def booking_check_out(
     *, actor, booking: Booking, channel: str, now: dt.datetime | None = None
 ) -> Booking:
     now = now or timezone.now()
-    check_can_change_booking(actor=actor, booking=booking)
+    check_can_use_booking(actor=actor, booking=booking)
     if booking.status != BookingStatus.ACTIVE:
         raise Conflict(
             f"Booking #{booking.pk} is {booking.status}: only a checked-in booking can be checked out.",
@@ -422,7 +509,7 @@ def bookings_mark_no_shows(*, now: dt.datetime | None = None) -> int:
         grace = dt.timedelta(minutes=booking.equipment_type.no_show_grace_minutes)
         if booking.start + grace > now:
             continue
-        with transaction.atomic():
+        with sweep_step("mark no shows", booking.pk):
             try:
                 booking = _transition(
                     booking=booking,
@@ -436,18 +523,11 @@ def bookings_mark_no_shows(*, now: dt.datetime | None = None) -> int:
             except Conflict:
                 continue
             _release_allocations(booking)
-            quota_settle(
-                booking=booking,
-                used_start=booking.start,
-                used_end=booking.end,
-                now=now,
-                reason="no-show",
-            )
-            booking_price_set(booking=booking)
+            _settle(booking, no_show_charge(start=booking.start, end=booking.end), now)
             transaction.on_commit(
                 functools.partial(notifications.booking_changed, booking.pk, "no_show"), robust=True
             )
-        done += 1
+            done += 1
     return done
 
 
@@ -458,7 +538,7 @@ def bookings_start_pool_sessions(*, now: dt.datetime | None = None) -> int:
     for booking in Booking.objects.filter(
         status=BookingStatus.CONFIRMED, pool__isnull=False, start__lte=now, end__gt=now
     ).iterator():
-        with transaction.atomic():
+        with sweep_step("start pool sessions", booking.pk):
             try:
                 _transition(
                     booking=booking,
@@ -484,7 +564,7 @@ def bookings_complete_ended(*, now: dt.datetime | None = None) -> int:
         Q(status=BookingStatus.ACTIVE) | Q(status=BookingStatus.CONFIRMED, pool__isnull=False)
     )
     for booking in qs.select_related("equipment_type", "pool").iterator():
-        with transaction.atomic():
+        with sweep_step("complete ended", booking.pk):
             try:
                 _finish(
                     booking=booking,

@@ -9,6 +9,7 @@ from django.utils import timezone
 from booking.choices import Role
 from booking.models import Booking
 from equipment.models import MaintenanceWindow
+from testbed.models import AuditEntry
 
 
 def _recipients(booking: Booking, *, managers: bool) -> list[str]:
@@ -23,7 +24,56 @@ def _recipients(booking: Booking, *, managers: bool) -> list[str]:
 
 
 def _when(booking: Booking) -> str:
-    return f"{timezone.localtime(booking.start):%Y-%m-%d %H:%M}–{timezone.localtime(booking.end):%H:%M} (KST)"
+    try:
+        return f"{timezone.localtime(booking.start):%Y-%m-%d %H:%M}–{timezone.localtime(booking.end):%H:%M} (KST)"
+    except OverflowError:  # bad data near datetime.max: shown in UTC rather than not at all
+        return f"{booking.start:%Y-%m-%d %H:%M}–{booking.end:%H:%M} (UTC)"
+
+
+def _operators() -> list[str]:
+    """Who hears about faults: active staff with an email address, and settings.ADMINS."""
+    from django.contrib.auth import get_user_model
+
+    emails = set(
+        get_user_model()
+        .objects.filter(is_staff=True, is_active=True)
+        .exclude(email="")
+        .values_list("email", flat=True)
+    )
+    for admin in settings.ADMINS:  # (name, address) pairs, or addresses (Django ≥ 6)
+        emails.add(admin if isinstance(admin, str) else admin[1])
+    return sorted(emails)
+
+
+def _allocation_failed_send(booking: Booking) -> int:
+    """Tell the operators a booking's decision raised: it was rejected as an internal error."""
+    recipients = _operators()
+    if not recipients:
+        return 0
+    audit = (
+        AuditEntry.objects.filter(
+            action="booking.allocate",
+            object_type=booking._meta.label_lower,
+            object_id=str(booking.pk),
+        )
+        .order_by("-at", "-id")
+        .first()
+    )
+    error = (audit.data or {}).get("error", "") if audit else ""
+    subject = (
+        f"[testbed] 배정 오류 / allocation error: 예약 #{booking.pk} rejected as internal_error"
+    )
+    body = (
+        f"예약 #{booking.pk} ({booking.organization.name}, {booking.user.get_username()}): "
+        f"{booking.resource_code} ×{booking.quantity}, {_when(booking)}\n"
+        f"오류 / error: {error or 'see the worker log'}\n\n"
+        "이 예약을 배정하는 중 오류가 발생하여 internal_error 로 거절했습니다. 다른 예약은 정상 "
+        "처리되었습니다 / deciding this booking raised, so it was rejected (internal_error) and the "
+        "rest of its batch decided. The traceback is in the worker log (logger "
+        "booking.services.allocation). Fix the data or the code, then ask the booker to book "
+        "again.\n"
+    )
+    return send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
 
 
 def booking_email_send(*, booking_id: int, event: str) -> int:
@@ -34,6 +84,8 @@ def booking_email_send(*, booking_id: int, event: str) -> int:
     )
     if booking is None:
         return 0
+    if event == "allocation_failed":
+        return _allocation_failed_send(booking)
     alternatives = "\n".join(f"  - {a['start']} → {a['end']}" for a in booking.alternatives or [])
     managers = False
     if event == "decided":
@@ -46,6 +98,15 @@ def booking_email_send(*, booking_id: int, event: str) -> int:
             body += f"\n사유 / reason: {booking.rejection_detail}\n"
         if alternatives:
             body += f"\n가능한 다른 시간 / windows that fit now:\n{alternatives}\n"
+    elif event == "expired":  # undecided at its start (bookings_expire_unapproved)
+        managers = True
+        subject = f"[testbed] 예약 #{booking.pk} 요청 만료 / request expired"
+        body = (
+            f"{booking.resource_code} ×{booking.quantity}, {_when(booking)}\n"
+            f"사유 / reason: {booking.rejection_detail}\n"
+            "예약 한도는 반환되었고 요금은 없습니다 / the quota hold is released and nothing is "
+            "charged.\n"
+        )
     elif event.startswith("maintenance:"):
         managers = True
         window = MaintenanceWindow.objects.filter(pk=int(event.split(":", 1)[1])).first()

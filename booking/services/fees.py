@@ -1,7 +1,9 @@
 """Fees in KRW: hourly rates per type and pool, discounts by organisation as data.
 
-The final price is set at completion from actual use (booked time for a no-show), as ZEUS
-records a final price.
+The final price is set when a booking is settled (completed, no-show, cancelled), from the
+span the lifecycle rule charges (booking/lifecycle.py): the used part of the slot for a
+completed booking, the booked time for a no-show or a late cancellation, nothing otherwise.
+The quota ledger consumes exactly the same span, so price and quota never disagree.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 from decimal import ROUND_HALF_UP, Decimal
 
-from booking.choices import BookingStatus
 from booking.models import Booking, DiscountRule
 
 
@@ -22,35 +23,20 @@ def discount_for(organization) -> Decimal:
     return best
 
 
-def booking_price(booking: Booking) -> int:
-    """Won: rate × quantity × billable hours × (1 − discount), rounded to the won."""
-    resource = booking.resource
-    if booking.status == BookingStatus.NO_SHOW:
-        start, end = booking.start, booking.end
-    elif booking.status == BookingStatus.CANCELLED:
-        late = booking.cancelled_at and booking.cancelled_at > booking.start - _free_window(
-            resource
-        )
-        if not late:
-            return 0
-        start, end = booking.start, booking.end
-    else:
-        start = booking.actual_start or booking.start
-        end = booking.actual_end or booking.end
-        start = max(start, booking.start)
-    seconds = max(0, int((end - start).total_seconds()))
+def booking_price(booking: Booking, *, span: tuple[dt.datetime, dt.datetime] | None) -> int:
+    """Won: rate × quantity × hours of the charged `span` × (1 − discount), rounded to the won."""
+    if span is None:
+        return 0
+    seconds = max(0, int((span[1] - span[0]).total_seconds()))
     hours = Decimal(seconds) / Decimal(3600)
-    gross = Decimal(resource.hourly_rate) * booking.quantity * hours
+    gross = Decimal(booking.resource.hourly_rate) * booking.quantity * hours
     net = gross * (Decimal(1) - discount_for(booking.organization))
     return int(net.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-def _free_window(resource):
-    return dt.timedelta(minutes=resource.cancel_free_minutes)
-
-
-def booking_price_set(*, booking: Booking) -> int:
-    price = booking_price(booking)
+def booking_price_set(*, booking: Booking, span: tuple[dt.datetime, dt.datetime] | None) -> int:
+    """Store the final price of the charged span (the lifecycle rule's Charge.span)."""
+    price = booking_price(booking, span=span)
     Booking.objects.filter(pk=booking.pk).update(final_price_krw=price)
     booking.final_price_krw = price
     return price

@@ -165,7 +165,8 @@ def bookings_flag_idle(*, now: dt.datetime | None = None) -> dict[str, int]:
         if not pool.idle_minutes:
             continue
         window_start = now - dt.timedelta(minutes=pool.idle_minutes)
-        if (booking.actual_start or booking.start) > window_start:
+        # Time checked in before the slot belongs to the booking before it (lifecycle.used_span).
+        if max(booking.actual_start or booking.start, booking.start) > window_start:
             continue  # not running long enough to have been idle that long
         verdict = booking_idle_verdict(
             booking=booking, since=window_start, now=now, threshold_pct=pool.idle_threshold_pct

@@ -1,4 +1,4 @@
-"""Side effects after commit: emails to bookers and managers. Never called while locks are held.
+"""Side effects after commit: emails to bookers, managers and operators. Never called while locks are held.
 
 Each function only queues a Celery task, so a slow mail server never slows a decision.
 """
@@ -30,3 +30,8 @@ def booking_changed(booking_id: int, event: str) -> None:
 def maintenance_affects(booking_ids: list[int], window_id: int) -> None:
     for booking_id in booking_ids:
         _queue("send_booking_email", booking_id, f"maintenance:{window_id}")
+
+
+def allocation_failed(booking_id: int) -> None:
+    """Alert the operators: deciding this booking raised, so it was rejected as an internal error."""
+    _queue("send_booking_email", booking_id, "allocation_failed")

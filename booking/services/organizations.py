@@ -1,15 +1,21 @@
-"""Organisations and their members."""
+"""Organisations, their members and invitations: who joins an organisation, and how."""
 
 from __future__ import annotations
 
 import secrets
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
-from booking.models import Membership, Organization
+from booking.models import Invitation, Membership, Organization
+from booking.services.access import check_organization_fields
 from testbed.audit import audit_record
-from testbed.errors import Conflict, ServiceError
+from testbed.errors import Conflict, NotFound, ServiceError
+
+RESERVED_USERNAME_PREFIX = "apikey-"  # API keys' service accounts
 
 
 def organization_create(*, actor, channel: str, **fields) -> Organization:
@@ -29,11 +35,7 @@ def organization_create(*, actor, channel: str, **fields) -> Organization:
 def organization_update(
     *, actor, organization: Organization, channel: str, **fields
 ) -> Organization:
-    from booking.services.access import is_operator
-
-    if not is_operator(actor):
-        fields.pop("is_active", None)
-        fields.pop("slug", None)
+    check_organization_fields(actor=actor, organization=organization, fields=fields)
     changed = [k for k, v in fields.items() if getattr(organization, k) != v]
     for key in changed:
         setattr(organization, key, fields[key])
@@ -65,8 +67,18 @@ def member_add(
     role: str,
     channel: str,
     password: str | None = None,
-) -> Membership:
-    """Add a user to the organisation, creating the account when missing."""
+) -> Membership | Invitation:
+    """Add a person to the organisation.
+
+    A new username creates the account and its membership at once. An existing member gets the
+    role asked for. Any other existing account is only *invited* (an Invitation they accept or
+    decline themselves): a manager can never capture somebody else's account.
+    """
+    if username.lower().startswith(RESERVED_USERNAME_PREFIX):
+        raise ServiceError(
+            f"Usernames starting with {RESERVED_USERNAME_PREFIX!r} belong to API keys: choose another.",
+            field="username",
+        )
     User = get_user_model()
     with transaction.atomic():
         user = User.objects.filter(username=username).first()
@@ -82,10 +94,14 @@ def member_add(
             user = User.objects.create_user(
                 username=username, email=email, password=password or secrets.token_urlsafe(16)
             )
-        membership, created = Membership.objects.get_or_create(
-            organization=organization, user=user, defaults={"role": role}
-        )
-        if not created:
+            membership = Membership.objects.create(organization=organization, user=user, role=role)
+        else:
+            existing = Membership.objects.filter(organization=organization, user=user).first()
+            if existing is None:
+                return _invite(
+                    actor=actor, organization=organization, user=user, role=role, channel=channel
+                )
+            membership = existing
             if membership.role == role:
                 raise Conflict(
                     f"{username} is already a {role} of {organization.slug}.", field="username"
@@ -96,3 +112,78 @@ def member_add(
             actor=actor, channel=channel, action="membership.set", obj=membership, to_state=role
         )
     return membership
+
+
+def _invite(*, actor, organization: Organization, user, role: str, channel: str) -> Invitation:
+    if user.is_staff or hasattr(user, "api_key"):
+        raise ServiceError(
+            f"{user.username} is a facility operator or an API key's account and cannot join an "
+            "organisation: invite a person's own account.",
+            field="username",
+        )
+    if Invitation.objects.filter(
+        organization=organization, user=user, answered_at__isnull=True
+    ).exists():
+        raise Conflict(
+            f"{user.username} already has an open invitation to {organization.slug}: "
+            "they accept it with POST /api/v1/invitations/{id}/accept.",
+            field="username",
+        )
+    invitation = Invitation.objects.create(
+        organization=organization, user=user, role=role, invited_by=actor
+    )
+    audit_record(
+        actor=actor, channel=channel, action="invitation.create", obj=invitation, to_state=role
+    )
+    if user.email:
+        subject = f"[testbed] {organization.name} 초대 / invitation to {organization.name}"
+        body = (
+            f"{organization.name}에서 {role}(으)로 초대했습니다. 로그인 후 수락하거나 거절하세요.\n"
+            f"{organization.name} invited you as {role}. Sign in to accept or decline:\n"
+            f"POST /api/v1/invitations/{invitation.pk}/accept\n"
+        )
+        transaction.on_commit(
+            lambda: send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [user.email]),
+            robust=True,
+        )
+    return invitation
+
+
+def invitation_answer(*, actor, invitation_id: int, accept: bool, channel: str) -> Invitation:
+    """The invited person, and only they, accepts (becoming a member) or declines."""
+    with transaction.atomic():
+        invitation = (
+            Invitation.objects.select_for_update()
+            .select_related("organization")
+            .filter(pk=invitation_id, user_id=actor.pk)
+            .first()
+        )
+        if invitation is None:
+            raise NotFound("No invitation of yours has this id.")
+        if invitation.answered_at is not None:
+            raise Conflict(
+                "This invitation was already answered.", code="invalid_state", field="invitation"
+            )
+        invitation.answered_at = timezone.now()
+        invitation.accepted = accept
+        invitation.save(update_fields=["answered_at", "accepted"])
+        if accept:
+            membership, _created = Membership.objects.update_or_create(
+                organization=invitation.organization,
+                user=actor,
+                defaults={"role": invitation.role},
+            )
+            audit_record(
+                actor=actor,
+                channel=channel,
+                action="membership.set",
+                obj=membership,
+                to_state=invitation.role,
+            )
+        audit_record(
+            actor=actor,
+            channel=channel,
+            action="invitation.accept" if accept else "invitation.decline",
+            obj=invitation,
+        )
+    return invitation

@@ -36,8 +36,19 @@ def hours_of(quantity: int, start: dt.datetime, end: dt.datetime) -> Decimal:
 
 def _period_bounds(grant: QuotaGrant) -> tuple[dt.datetime, dt.datetime]:
     start = dt.datetime.combine(grant.period_start, dt.time.min, tzinfo=TZ)
+    if grant.period_end >= dt.date.max:
+        # An open-ended period: the day after 9999-12-31 does not exist; its last instant does.
+        return start, dt.datetime.combine(dt.date.max, dt.time.max, tzinfo=TZ)
     end = dt.datetime.combine(grant.period_end + dt.timedelta(days=1), dt.time.min, tzinfo=TZ)
     return start, end
+
+
+def _local_date(moment: dt.datetime) -> dt.date:
+    """The facility-local date of a moment; the calendar's last day where that would overflow."""
+    try:
+        return moment.astimezone(TZ).date()
+    except OverflowError:  # within hours of datetime.max in UTC: later than any grant period
+        return dt.date.max
 
 
 def _specificity(grant: QuotaGrant, resource) -> int:
@@ -53,8 +64,8 @@ def grants_candidates(*, organization_id: int, resource, start: dt.datetime, end
     return QuotaGrant.objects.filter(
         organization_id=organization_id,
         scope__in=[resource.code, resource.center.code, "*"],
-        period_start__lte=end.astimezone(TZ).date(),
-        period_end__gte=start.astimezone(TZ).date(),
+        period_start__lte=_local_date(end),
+        period_end__gte=_local_date(start),
     )
 
 
@@ -235,9 +246,14 @@ def quota_settle(
     now: dt.datetime,
     reason: str,
 ) -> None:
-    """At completion: release the hold and consume actual use (booked time for a no-show)."""
+    """At settlement: release the hold and consume the charged span (booking/lifecycle.py: the
+    used part of the slot, or the booked time for a no-show or a late cancellation)."""
     quota_release(booking=booking, now=now, reason=reason)
-    if used_start is None or used_end is None or used_end <= used_start:
+    if used_start is None or used_end is None:
+        return
+    # Never consume outside the slot: time checked in early belongs to the booking before.
+    used_start, used_end = max(used_start, booking.start), min(used_end, booking.end)
+    if used_end <= used_start:
         return
     resource = booking.resource
     grants = list(
@@ -330,10 +346,37 @@ def _check_scope(scope: str) -> None:
         )
 
 
+def check_grant_fields(*, period_start: dt.date, period_end: dt.date, limit_hours) -> None:
+    """A grant's period and limit as the database and the ledger arithmetic need them."""
+    from testbed.api.fields import MAX_GRANT_PERIOD_DAYS, outside_horizon
+
+    for name, day in (("period_start", period_start), ("period_end", period_end)):
+        if outside_horizon(day):
+            raise ServiceError(
+                f"Give {name} within a few years of today (YYYY-MM-DD), not {day.isoformat()}.",
+                field=name,
+            )
+    if period_end < period_start:
+        raise ServiceError("The period must end on or after its start.", field="period_end")
+    if (period_end - period_start).days >= MAX_GRANT_PERIOD_DAYS:
+        raise ServiceError(
+            f"A grant covers at most {MAX_GRANT_PERIOD_DAYS} days: split it into several periods.",
+            field="period_end",
+        )
+    if limit_hours is None or limit_hours < 0:
+        raise ServiceError(
+            "The limit cannot be negative: give unit-hours of 0 or more (adjust to give hours back).",
+            field="limit_hours",
+        )
+
+
 def quota_grant_create(*, actor, channel: str, **fields) -> QuotaGrant:
     _check_scope(fields["scope"])
-    if fields["period_end"] < fields["period_start"]:
-        raise ServiceError("The period must end on or after its start.", field="period_end")
+    check_grant_fields(
+        period_start=fields["period_start"],
+        period_end=fields["period_end"],
+        limit_hours=fields["limit_hours"],
+    )
     with transaction.atomic():
         grant = QuotaGrant.objects.create(**fields)
         audit_record(
@@ -354,8 +397,11 @@ def quota_grant_update(*, actor, grant: QuotaGrant, channel: str, **fields) -> Q
         changed = [k for k, v in fields.items() if getattr(grant, k) != v]
         for key in changed:
             setattr(grant, key, fields[key])
-        if grant.period_end < grant.period_start:
-            raise ServiceError("The period must end on or after its start.", field="period_end")
+        check_grant_fields(
+            period_start=grant.period_start,
+            period_end=grant.period_end,
+            limit_hours=grant.limit_hours,
+        )
         if changed:
             grant.save(update_fields=changed)
             audit_record(

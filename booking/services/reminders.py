@@ -22,6 +22,7 @@ from booking.models import QuotaGrant
 from booking.services.quotas import TZ, grant_balances
 from testbed.audit import audit_record
 from testbed.choices import Channel
+from testbed.db import sweep_step
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def quota_reminders_send(*, now: dt.datetime | None = None) -> list[tuple[int, i
         threshold = next((t for t in THRESHOLDS if share >= t), None)
         if threshold is None:
             continue
-        with transaction.atomic():
+        with sweep_step("quota reminder", grant.pk):
             if threshold == 100:
                 claimed = QuotaGrant.objects.filter(pk=grant.pk, reminded_100=False).update(
                     reminded_100=True, reminded_80=True

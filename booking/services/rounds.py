@@ -124,9 +124,10 @@ def rounds_allocate_due(*, now: dt.datetime | None = None) -> int:
 
 
 def rounds_visible_to(*, user, auth=None):
-    from booking.services.access import is_operator
+    from booking.services.access import visible_organization_ids
 
     qs = ContestedRound.objects.select_related("pool").order_by("-cutoff_at")
-    if is_operator(user) and auth is None:
+    visible = visible_organization_ids(user)
+    if visible is None:
         return qs
-    return qs.filter(Q(bookings__organization__memberships__user=user)).distinct()
+    return qs.filter(Q(bookings__organization_id__in=visible)).distinct()

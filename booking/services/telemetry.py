@@ -33,6 +33,9 @@ MAX_BATCH = 10_000
 # A node's clock may run a little ahead; much further ahead is a wrong clock, whose samples
 # would be attributed to bookings that have not started.
 MAX_CLOCK_AHEAD = dt.timedelta(minutes=10)
+# The agent's spool keeps about two weeks of an outage (booking/agent/spool.py); a sample older
+# than this is a wrong clock or a replay, and could not be attributed or billed any more.
+MAX_SAMPLE_AGE = dt.timedelta(days=31)
 MAX_ERRORS_LISTED = 20
 OPTIONAL_FIELDS = ("memory_used_mb", "power_w", "energy_j")
 
@@ -175,6 +178,7 @@ def check_samples(*, node: Node, samples: Any, now: dt.datetime) -> list[Telemet
         )
     devices = _device_index(node)
     latest = now + MAX_CLOCK_AHEAD
+    earliest = now - MAX_SAMPLE_AGE
     errors = _BatchErrors()
     rows: list[TelemetrySample] = []
     node_id = node.pk
@@ -202,6 +206,8 @@ def check_samples(*, node: Node, samples: Any, now: dt.datetime) -> list[Telemet
             )
         else:
             try:
+                if not raw_at.isascii() or not raw_at.isprintable():
+                    raise ValueError(raw_at)  # fromisoformat lets some control characters by
                 at = parse(raw_at)
             except ValueError:
                 errors.add(
@@ -213,7 +219,16 @@ def check_samples(*, node: Node, samples: Any, now: dt.datetime) -> list[Telemet
                         i, "at", f"{raw_at!r} has no offset: add one, e.g. +00:00 or +09:00."
                     )
                     at = None
-                elif at > latest:
+                # The year is compared first: zone arithmetic on year 1 or 9999 would overflow.
+                elif at.year < earliest.year or at < earliest:
+                    errors.add(
+                        i,
+                        "at",
+                        f"{raw_at!r} is more than {MAX_SAMPLE_AGE.days} days old: samples that old "
+                        "are not accepted; check the node's clock (NTP).",
+                    )
+                    at = None
+                elif at.year > latest.year or at > latest:
                     errors.add(
                         i,
                         "at",

@@ -25,6 +25,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from booking.choices import BookingStatus
+from booking.lifecycle import used_span
 from booking.models import Booking, BookingUsage, DailyUsage, TelemetrySample
 from booking.reports import (
     BOOKED_STATUSES,
@@ -191,7 +192,14 @@ def _booking_usage(row: dict, telemetry: dict) -> BookingUsage:
     if row["status"] in BOOKED_STATUSES:
         booked = hours_of(row["quantity"], row["start"], row["end"])
     if row["status"] == BookingStatus.COMPLETED and row["actual_end"] is not None:
-        used = hours_of(row["quantity"], row["actual_start"] or row["start"], row["actual_end"])
+        span = used_span(
+            start=row["start"],
+            end=row["end"],
+            actual_start=row["actual_start"],
+            actual_end=row["actual_end"],
+        )
+        if span is not None:
+            used = hours_of(row["quantity"], *span)
     mean, energy, samples = telemetry.get(row["pk"], (None, None, 0))
     return BookingUsage(
         booking_id=row["pk"],

@@ -227,12 +227,22 @@ def test_it_never_double_books_devices_and_places_best_fit(layout, reqs):
             assert node == min(n for n, f in feasible.items() if len(f) == fewest)
             assert placement.device_ids == tuple(free[node][:quantity])
         else:
-            whole = sorted(n for n, devs in layout.items() if len(devs) == size == len(free[n]))
-            if quantity % size or len(whole) < quantity // size:
+            # Whole free nodes of any sizes adding up to exactly `quantity`, as few as possible.
+            whole = {
+                n: len(devs) for n, devs in layout.items() if devs and len(free[n]) == len(devs)
+            }
+            fewest = {0: 0}  # devices → fewest whole nodes that have exactly that many
+            for n_size in whole.values():
+                for total, used in sorted(fewest.items(), reverse=True):
+                    if total + n_size <= quantity:
+                        fewest[total + n_size] = min(fewest.get(total + n_size, used + 1), used + 1)
+            if quantity not in fewest:
                 assert placement is None
                 continue
             assert placement is not None
-            assert placement.node_ids == tuple(whole[: quantity // size])
+            assert set(placement.node_ids) <= set(whole)
+            assert sum(whole[n] for n in placement.node_ids) == quantity
+            assert len(placement.node_ids) == fewest[quantity]
             assert placement.device_ids == tuple(
                 sorted(d for n in placement.node_ids for d in layout[n])
             )

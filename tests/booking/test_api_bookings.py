@@ -248,7 +248,7 @@ def test_it_exports_the_bookings_list_as_csv_and_xlsx(api, member, outsider, lab
     booking_allocate(booking_id=booking_id)
     response = api(member).get("/api/v1/bookings", {"format": "csv"})
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
-    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
     assert [(r["id"], r["resource"], r["status"], r["allocated"]) for r in rows] == [
         (str(booking_id), "HC-PSG", "confirmed", "HC-PSG-01")
     ]
@@ -258,7 +258,9 @@ def test_it_exports_the_bookings_list_as_csv_and_xlsx(api, member, outsider, lab
     ).active
     assert [c.value for c in sheet[1]][:4] == ["id", "organization", "user", "resource"]
     assert sheet.max_row == 2
-    outsider_csv = api(outsider).get("/api/v1/bookings", {"format": "csv"}).content.decode()
+    outsider_csv = (
+        api(outsider).get("/api/v1/bookings", {"format": "csv"}).content.decode("utf-8-sig")
+    )
     assert len(list(csv.DictReader(io.StringIO(outsider_csv)))) == 0
 
 

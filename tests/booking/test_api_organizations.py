@@ -52,7 +52,9 @@ def test_it_lets_managers_add_members(api, manager, member):
         "/api/v1/organizations/acme/members", {"username": "x", "email": "x@acme.kr"}, format="json"
     )
     assert denied.status_code == 403
-    listed = api(member).get("/api/v1/organizations/acme/members").json()
+    # Members' emails are for managers (API.md): a member is refused the list.
+    assert api(member).get("/api/v1/organizations/acme/members").status_code == 403
+    listed = api(manager).get("/api/v1/organizations/acme/members").json()
     assert {m["username"] for m in listed["results"]} == {"manager", "member", "newbie"}
 
 

@@ -274,7 +274,8 @@ def test_it_suggests_only_node_multiples_within_capacity():
     refusal = check_quantity(20, capacity=24, node_sizes=[8, 8, 8])
     assert "ask for 16 or 24" in refusal.message
     refusal = check_quantity(30, capacity=31, node_sizes=[8, 8, 8, 7])
-    assert "ask for 24 instead" in refusal.message  # 32 would exceed the 31 devices
+    # 32 would exceed the 31 devices; 31 is every node whole (8 + 8 + 8 + 7).
+    assert "ask for 24 or 31 instead" in refusal.message
 
 
 def test_it_accepts_quantities_that_fit_one_node_or_whole_nodes():

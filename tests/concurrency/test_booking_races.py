@@ -11,9 +11,9 @@ import pytest
 import requests
 from django.db import connection
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from booking.models import Allocation, Booking, Organization, QuotaGrant, QuotaLedgerEntry
+from testbed.api.auth import token_for
 from tests.factories import (
     EquipmentTypeFactory,
     EquipmentUnitFactory,
@@ -33,7 +33,7 @@ def booker(transactional_db):
     org = OrganizationFactory(slug="racers")
     user = UserFactory(username="racer")
     add_member(org, user)
-    return Token.objects.create(user=user).key
+    return token_for(user)
 
 
 def next_free_day(days: int = 3) -> dt.datetime:

@@ -247,16 +247,36 @@ def test_it_refuses_a_device_of_another_node_naming_the_sample(node, other_node,
             "power_w",
         ),
         ({"at": "2026-11-01T09:00:00+09:00", "utilization_pct": 5}, "device"),
+        # Stored, these would break every later read (zone arithmetic past year 1 or 9999).
+        ({"device": "0", "at": "0001-01-01T00:00:00+14:00", "utilization_pct": 5}, "at"),
+        ({"device": "0", "at": "9999-12-31T23:59:59-14:00", "utilization_pct": 5}, "at"),
+        # Older than the agent's spool keeps: a wrong clock or a replay.
+        ({"device": "0", "at": "2026-10-01T09:00:00+09:00", "utilization_pct": 5}, "at"),
+        ({"device": "0", "at": "2026-11-01T09:00:00+09:00\x00", "utilization_pct": 5}, "at"),
     ],
 )
 def test_it_refuses_bad_samples_naming_index_and_field(node, key, sample, field):
     good = reading("1", aware(2026, 11, 1, 9))
 
-    response = send(key, [good, sample])
+    with time_machine.travel(LATER, tick=False):
+        response = send(key, [good, sample])
 
     assert response.status_code == 400
     assert f"samples.1.{field}" in response.json()["errors"], response.json()
     assert not TelemetrySample.objects.exists()
+
+
+def test_a_refused_sample_leaves_later_reads_working(node, key, operator, api):
+    with time_machine.travel(LATER, tick=False):
+        refused = send(
+            key, [reading("0", LATER), {**reading("1", LATER), "at": "0001-01-01T00:00:00+14:00"}]
+        )
+        accepted = send(key, [reading("0", LATER)])
+
+    assert refused.status_code == 400
+    assert "samples.1.at" in refused.json()["errors"]
+    assert accepted.status_code == 202, accepted.content
+    assert list(TelemetrySample.objects.values_list("at", flat=True)) == [LATER]
 
 
 def test_it_refuses_a_batch_over_the_limit_and_an_empty_one(node, key):

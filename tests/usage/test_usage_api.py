@@ -75,7 +75,9 @@ def test_it_reports_usage_as_json_with_totals(api, operator, month):
             "charge_krw",
         ):
             assert name in row
-    assert data["totals"]["unit_hours"] == 91.75
+    # 10:00–10:40 used (the 09:55 check-in counts from the start) and the late cancellation's
+    # booked hour consumed (tests/usage/test_rollups.py).
+    assert data["totals"]["unit_hours"] == 92.6667
     assert data["totals"]["booked_hours"] == sum(r["booked_hours"] for r in data["rows"])
     expected = usage_report(
         scope_q=None, start=aware(2026, 11, 1), end=aware(2026, 12, 1), group_by=None
@@ -96,7 +98,7 @@ def test_it_answers_csv_that_parses_back_to_the_json_rows(api, operator, month, 
     assert response.status_code == 200, response.content
     assert response["Content-Type"].startswith("text/csv")
     assert response["Content-Disposition"] == 'attachment; filename="usage-20261101-20261130.csv"'
-    reader = csv.reader(io.StringIO(response.content.decode("utf-8")))
+    reader = csv.reader(io.StringIO(response.content.decode("utf-8-sig")))
     header, *lines = list(reader)
     assert header == [
         "organization",
@@ -158,7 +160,7 @@ def test_it_shows_members_only_their_organisation(api, member, outsider, month):
 
     assert {r["organization"] for r in mine["rows"]} == {"acme"}
     assert {r["organization"] for r in theirs["rows"]} == {"globex"}
-    assert mine["totals"]["unit_hours"] + theirs["totals"]["unit_hours"] == 91.75
+    assert mine["totals"]["unit_hours"] + theirs["totals"]["unit_hours"] == pytest.approx(92.6667)
 
 
 def test_it_shows_a_user_of_no_organisation_nothing(api, month):
@@ -240,9 +242,10 @@ def test_it_reports_utilisation_per_resource_to_operators(api, operator, month):
     rows = {r["resource"]: r for r in response.json()["rows"]}
     lab = rows["HC-EMG"]
     assert lab["capacity_units"] == 2 and lab["capacity_hours"] == 18  # 2 units × 09–18
-    assert lab["booked_hours"] == 4 and lab["used_hours"] == 0.75 and lab["no_show_hours"] == 3
-    assert lab["idle_hours"] == 3.25
-    assert lab["booked_pct"] == 22.22 and lab["used_pct"] == 4.17 and lab["no_show_pct"] == 75.0
+    # used: 10:00–10:40 (checked in at 09:55, but use counts from the start)
+    assert lab["booked_hours"] == 4 and lab["used_hours"] == 0.6667 and lab["no_show_hours"] == 3
+    assert lab["idle_hours"] == 3.3333
+    assert lab["booked_pct"] == 22.22 and lab["used_pct"] == 3.7 and lab["no_show_pct"] == 75.0
     pool = rows["POOL-H"]
     assert pool["capacity_units"] == 16 and pool["capacity_hours"] == 16 * 24
     assert pool["booked_hours"] == 8 and pool["used_hours"] == 8  # 22:00–24:00 of the ×4 booking
@@ -252,7 +255,7 @@ def test_it_reports_utilisation_per_resource_to_operators(api, operator, month):
 def test_it_answers_utilisation_as_csv(api, operator, month):
     response = api(operator).get("/api/v1/reports/utilisation", {**MONDAY, "format": "csv"})
     assert response.status_code == 200
-    header, *lines = list(csv.reader(io.StringIO(response.content.decode())))
+    header, *lines = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
     assert header[:3] == ["resource", "resource_kind", "center"]
     assert {line[0] for line in lines} == {"HC-EMG", "POOL-H"}
     assert (

@@ -1,0 +1,146 @@
+"""Where the bookings of a batch fit: each resource's holds over the batch, and alternatives.
+
+`BatchResource` is read once per resource for a whole batch of decisions and updated in memory
+as bookings are placed, so later bookings of the batch see the earlier ones. `alternatives_for`
+finds the nearest windows that fit now for a rejected booking. Every date step is clipped at
+booking.allocator.END_OF_TIME: a booking near the end of the calendar is decided, never crashes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from booking.allocator import (
+    DeviceState,
+    NodeState,
+    UnitState,
+    add_clipped,
+    choose_devices,
+    choose_units,
+    find_alternatives,
+)
+from booking.models import Booking
+from booking.policy import check_maintenance
+from booking.services.resources import (
+    buffer_of,
+    node_states,
+    policy_for,
+    resource_maintenance,
+    unit_states,
+)
+from equipment.models import AcceleratorPool, EquipmentType
+
+ALTERNATIVES_HORIZON = dt.timedelta(days=14)
+
+
+def alternatives_for(resource, booking: Booking, *, now: dt.datetime, limit: int = 5) -> list[dict]:
+    """Up to `limit` windows at or after the asked start, same duration and quantity, that fit now."""
+    policy = policy_for(resource)
+    buffer = buffer_of(resource)
+    duration = booking.end - booking.start
+    # Clipped, never overflowing: a booking near the end of the calendar gets no alternatives.
+    latest_start = min(
+        add_clipped(booking.start, ALTERNATIVES_HORIZON),
+        add_clipped(now, dt.timedelta(days=policy.max_lead_days)),
+    )
+    horizon_end = add_clipped(latest_start, duration + buffer)
+    if isinstance(resource, EquipmentType):
+        units = unit_states(resource, booking.start, horizon_end, exclude_booking=booking.pk)
+        busy_ends = [e for u in units for _s, e in u.busy]
+
+        def fits(s: dt.datetime, e: dt.datetime) -> bool:
+            return (
+                choose_units(
+                    units,
+                    s,
+                    add_clipped(e, buffer),
+                    booking.quantity,
+                    pinned=booking.pinned_unit_id,
+                )
+                is not None
+            )
+    else:
+        nodes = node_states(resource, booking.start, horizon_end, exclude_booking=booking.pk)
+        busy_ends = [e for n in nodes for d in n.devices for _s, e in d.busy]
+
+        def fits(s: dt.datetime, e: dt.datetime) -> bool:
+            return choose_devices(nodes, s, e, booking.quantity) is not None
+
+    windows = resource_maintenance(resource, booking.start, horizon_end)
+    busy_ends.extend(w[1] for w in windows)
+    min_start = max(booking.start, add_clipped(now, dt.timedelta(minutes=policy.min_lead_minutes)))
+
+    def fits_all(s: dt.datetime, e: dt.datetime) -> bool:
+        return check_maintenance(windows, s, e) is None and fits(s, e)
+
+    found = find_alternatives(
+        fits_all,
+        policy,
+        start=min_start,
+        duration=duration,
+        until=latest_start,
+        busy_ends=busy_ends,
+        limit=limit,
+    )
+    return [{"start": s.isoformat(), "end": e.isoformat()} for s, e in found]
+
+
+@dataclass
+class BatchResource:
+    """One resource of a batch with what holds it over the span of the batch's bookings."""
+
+    obj: EquipmentType | AcceleratorPool
+    bookings: list[Booking]
+    units: list[UnitState] | None = None
+    nodes: list[NodeState] | None = None
+    windows: list[tuple] = field(default_factory=list)
+
+    def load(self) -> None:
+        """One read of units or devices, allocations and maintenance for the whole batch."""
+        buffer = buffer_of(self.obj)
+        span_start = min(b.start for b in self.bookings)
+        span_end = add_clipped(max(b.end for b in self.bookings), buffer)
+        self.windows = resource_maintenance(self.obj, span_start, span_end)
+        if isinstance(self.obj, EquipmentType):
+            self.units = unit_states(self.obj, span_start, span_end)
+        else:
+            self.nodes = node_states(self.obj, span_start, span_end)
+
+    def place(self, booking: Booking) -> tuple[list[int], dict[int, int] | None] | None:
+        """(unit ids, None) or (device ids, node id by device), free over the booking; or None."""
+        start, end = booking.start, add_clipped(booking.end, buffer_of(self.obj))
+        if self.units is not None:
+            chosen = choose_units(
+                self.units, start, end, booking.quantity, pinned=booking.pinned_unit_id
+            )
+            return (chosen, None) if chosen else None
+        assert self.nodes is not None
+        placement = choose_devices(self.nodes, start, end, booking.quantity)
+        if placement is None:
+            return None
+        node_of = {d.id: n.id for n in self.nodes for d in n.devices}
+        return list(placement.device_ids), {d: node_of[d] for d in placement.device_ids}
+
+    def hold(self, targets: list[int], start: dt.datetime, end: dt.datetime) -> None:
+        """What later bookings of the batch see: these targets are now busy over [start, end)."""
+        taken = set(targets)
+        if self.units is not None:
+            self.units = [
+                UnitState(id=u.id, busy=(*u.busy, (start, end))) if u.id in taken else u
+                for u in self.units
+            ]
+            return
+        assert self.nodes is not None
+        self.nodes = [
+            NodeState(
+                id=n.id,
+                devices=tuple(
+                    DeviceState(id=d.id, busy=(*d.busy, (start, end))) if d.id in taken else d
+                    for d in n.devices
+                ),
+            )
+            if any(d.id in taken for d in n.devices)
+            else n
+            for n in self.nodes
+        ]
