@@ -47,9 +47,7 @@ def invitation_list(*, user) -> QuerySet[Invitation]:
     """The invitations addressed to this person, newest first."""
     if not (user and user.is_authenticated):
         return Invitation.objects.none()
-    return Invitation.objects.filter(user_id=user.pk).select_related(
-        "organization", "invited_by"
-    )
+    return Invitation.objects.filter(user_id=user.pk).select_related("organization", "invited_by")
 
 
 def quota_grant_list(*, user, auth=None) -> QuerySet[QuotaGrant]:
