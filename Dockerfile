@@ -4,6 +4,12 @@
 #
 # The processes run from the source tree at /app (PYTHONPATH), not from site-packages: the
 # templates, seed data and locale files are read from beside the code and are not package data.
+# The portal's front-end packages (htmx) from the npm registry, served locally by the app.
+FROM node:20-slim AS assets
+WORKDIR /assets
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -29,6 +35,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
  && rm /tmp/requirements.txt
 
 COPY . .
+COPY --from=assets /assets/node_modules/htmx.org/dist /app/node_modules/htmx.org/dist
 
 # collectstatic imports the settings, which refuse DEBUG=0 without a secret and host names:
 # give it throwaway values that exist only in this one build step (never in the image).

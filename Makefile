@@ -6,11 +6,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test install lint bench clean migrate seeds
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml package.json
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "testbed needs Python 3.11 or newer")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	@# The portal's front-end packages (htmx) come from the npm registry and are served locally.
+	if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund --loglevel=error; \
+	  else echo "!!! npm not found: the portal works without htmx (plain forms); install Node.js for live validation"; fi
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -21,12 +24,13 @@ run: $(STAMP)
 
 ## make test: the whole suite against PostgreSQL (DATABASE_URL) and Redis (REDIS_URL).
 test: $(STAMP)
+	@sh tests/e2e/ensure_browser.sh
 	$(PY) -m pytest
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy testbed equipment booking seeds
+	$(VENV)/bin/mypy testbed equipment booking seeds portal
 	$(PY) manage.py makemigrations --check --dry-run
 
 bench: $(STAMP)

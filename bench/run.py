@@ -11,6 +11,7 @@ BENCHES = [
     ("bench.trace_replay", []),
     ("bench.telemetry_ingest", []),
     ("bench.usage_report", []),
+    ("bench.portal_pages", []),
 ]
 
 

@@ -75,6 +75,8 @@ INSTALLED_APPS = [
     "equipment",
     "booking",
     "seeds",
+    "django_htmx",
+    "portal",
 ]
 
 MIDDLEWARE = [
@@ -89,6 +91,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -150,6 +153,12 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+# Front-end packages come from npm (package.json, installed by `make install` and the image build)
+# and are served from here, never from a CDN.
+_HTMX_DIST = BASE_DIR / "node_modules" / "htmx.org" / "dist"
+STATICFILES_DIRS = [("vendor/htmx", _HTMX_DIST)] if _HTMX_DIST.is_dir() else []
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -249,8 +258,9 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
-        "rest_framework.renderers.BrowsableAPIRenderer",
+        "testbed.api.negotiation.BrowsableAPIRenderer",
     ],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "testbed.api.negotiation.FormatNegotiation",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
     # Throttles key anonymous callers on testbed.security.client_address (TRUSTED_PROXIES).
     "DEFAULT_THROTTLE_RATES": {"login": LOGIN_RATE},

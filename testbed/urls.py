@@ -1,11 +1,12 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import (
     SpectacularAPIView,
     SpectacularRedocView,
     SpectacularSwaggerSplitView,
 )
 
+from testbed.api.errors import api_not_found
 from testbed.api.token import LogoutAllView, LogoutView, TokenView
 from testbed.health import healthz
 
@@ -26,8 +27,9 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     # testbed/templates/drf_spectacular/redoc.html drops the web-font links: no CDN at run time.
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    re_path(r"^api/", api_not_found),  # problem+json for unknown API paths, even with DEBUG on
     path("i18n/", include("django.conf.urls.i18n")),
-    path("", include("booking.urls")),
+    path("", include("portal.urls")),
 ]
 
 # Problem+json instead of Django's HTML pages for API paths (testbed/api/errors.py).

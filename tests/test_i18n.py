@@ -18,6 +18,7 @@ from django.utils.translation import override
 from booking.choices import BookingStatus
 from booking.models import Booking, Organization, QuotaGrant
 from equipment.models import AcceleratorPool, EquipmentType, EquipmentUnit, MaintenanceWindow
+from tests.factories import make_pool
 
 LOCALE_DIR = Path(django_settings.BASE_DIR) / "locale"
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
@@ -29,7 +30,10 @@ def _unquote(s: str) -> str:
 
 
 def _po_entries(path: Path) -> dict[str, str]:
-    """msgid → msgstr (the first form for plurals) of a .po file; fuzzy entries left out."""
+    """msgid → msgstr (the first form for plurals) of a .po file; fuzzy entries left out.
+
+    An entry with a context (`msgctxt`) is keyed as gettext stores it: "context\x04msgid".
+    """
     entries: dict[str, str] = {}
     for block in path.read_text(encoding="utf-8").split("\n\n"):
         if "#, fuzzy" in block:
@@ -37,13 +41,15 @@ def _po_entries(path: Path) -> dict[str, str]:
         parts: dict[str, list[str]] = {}
         key = None
         for line in block.splitlines():
-            m = re.match(r'^(msgid|msgid_plural|msgstr|msgstr\[\d+\]) "(.*)"$', line)
+            m = re.match(r'^(msgctxt|msgid|msgid_plural|msgstr|msgstr\[\d+\]) "(.*)"$', line)
             if m:
                 key = m.group(1)
                 parts[key] = [m.group(2)]
             elif line.startswith('"') and key:
                 parts[key].append(line[1:-1])
         msgid = _unquote("".join(parts.get("msgid", [])))
+        if msgid and "msgctxt" in parts:
+            msgid = _unquote("".join(parts["msgctxt"])) + "\x04" + msgid
         if msgid:
             entries[msgid] = _unquote("".join(parts.get("msgstr") or parts.get("msgstr[0]") or []))
     return entries
@@ -86,9 +92,11 @@ def test_it_serves_the_front_page_in_korean_by_default(client, settings, db):
     assert "<h1>공유 AI 인프라 예약</h1>" in html
     assert "실증장비 0종" in html
     assert "가속기 풀 0개" in html
+    assert '<label for="id_q">이름이나 코드로 검색</label>' in html
 
 
 def test_it_serves_the_front_page_in_english_when_asked(client, db):
+    make_pool(nodes=1, per_node=4, name="H100 GPU 풀", name_en="H100 GPU pool")
     # LocaleMiddleware picks the language per request (cookie, then Accept-Language), so the
     # request says "en" as a browser would; override() covers the code outside the request.
     with override("en"):
@@ -97,8 +105,10 @@ def test_it_serves_the_front_page_in_english_when_asked(client, db):
     html = response.content.decode()
     assert '<html lang="en">' in html
     assert "<h1>Shared AI infrastructure booking</h1>" in html
-    assert "<h2>Accelerator pools</h2>" in html
-    assert "0 kinds of demonstration equipment" in html
+    assert '<h2 id="pools-heading">Accelerator pools</h2>' in html
+    assert "H100 GPU pool" in html and "H100 GPU 풀" not in html
+    assert "0 kinds of demonstration equipment · 1 accelerator pool" in html
+    assert "Search by name or code" in html
     assert "공유 AI 인프라 예약" not in html
 
 
@@ -107,6 +117,8 @@ def test_it_switches_the_front_page_to_english_from_the_language_selector(client
     assert response.status_code == 302
     html = client.get("/").content.decode()
     assert "<h1>Shared AI infrastructure booking</h1>" in html
+    assert '<html lang="en">' in html  # the choice sticks: the session remembers it
+    assert '<option value="en" selected>English</option>' in html
 
 
 @pytest.mark.parametrize("language", ["ko", "en"])

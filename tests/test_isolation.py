@@ -164,6 +164,7 @@ ROUTES = {
     # The booking was made by A's member: they, A's manager and operators cancel it; check-in
     # and check-out are the booker's and operators'. None of A's keys made it.
     ("booking-cancel", "POST"): a_object(KeyScope.BOOKINGS_WRITE, booker=True),
+    ("booking-move", "POST"): a_object(KeyScope.BOOKINGS_WRITE, booker=True),
     ("booking-check-in", "POST"): a_object(KeyScope.BOOKINGS_WRITE, manager=False, booker=True),
     ("booking-check-out", "POST"): a_object(KeyScope.BOOKINGS_WRITE, manager=False, booker=True),
     ("organization-list", "GET"): lambda p: OK,

@@ -29,6 +29,7 @@ PRODUCTION = {
 }
 # Variables of the developer's shell that would change the production settings under test.
 CLEARED = {
+    "DJANGO_ALLOW_ASYNC_UNSAFE",
     "REDIS_URL",
     "CACHE_URL",
     "CELERY_RESULT_BACKEND",

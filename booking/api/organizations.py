@@ -31,6 +31,7 @@ from booking.services.access import (
     access_organization_api_keys,
     access_organization_members,
     access_organization_to_edit,
+    check_organization_fields,
     is_operator,
 )
 from booking.services.api_keys import api_key_create, api_key_revoke
@@ -43,6 +44,19 @@ from booking.services.organizations import (
 from testbed.api.permissions import ANY_KEY
 from testbed.choices import Channel, KeyScope
 from testbed.security import no_store
+
+
+def paginated(name: str, child) -> serializers.Serializer:
+    """The schema of a page of `child` items: {count, next, previous, results}."""
+    return inline_serializer(
+        name,
+        {
+            "count": serializers.IntegerField(),
+            "next": serializers.URLField(allow_null=True),
+            "previous": serializers.URLField(allow_null=True),
+            "results": child(many=True),
+        },
+    )
 
 
 @extend_schema(tags=["organisations"])
@@ -86,6 +100,9 @@ class OrganizationViewSet(
     def update(self, request, *args, **kwargs):
         partial = kwargs.pop("partial", False)
         org = access_organization_to_edit(actor=request.user, slug=kwargs["slug"])
+        # Rights before form: a refused field must not first reveal, by a uniqueness error,
+        # whether another organisation holds the value sent.
+        check_organization_fields(actor=request.user, organization=org, fields=request.data)
         serializer = self.get_serializer(org, data=request.data, partial=partial)
         serializer.is_valid(raise_exception=True)
         org = organization_update(
@@ -95,15 +112,7 @@ class OrganizationViewSet(
 
     @extend_schema(
         methods=["GET"],
-        responses=inline_serializer(
-            "PaginatedMemberList",
-            {
-                "count": serializers.IntegerField(),
-                "next": serializers.URLField(allow_null=True),
-                "previous": serializers.URLField(allow_null=True),
-                "results": MemberSerializer(many=True),
-            },
-        ),
+        responses=paginated("PaginatedMemberList", MemberSerializer),
         description="Managers (and keys with `members:manage`) list members with their emails.",
     )
     @extend_schema(
@@ -136,15 +145,7 @@ class OrganizationViewSet(
 
     @extend_schema(
         methods=["GET"],
-        responses=inline_serializer(
-            "PaginatedApiKeyList",
-            {
-                "count": serializers.IntegerField(),
-                "next": serializers.URLField(allow_null=True),
-                "previous": serializers.URLField(allow_null=True),
-                "results": ApiKeySerializer(many=True),
-            },
-        ),
+        responses=paginated("PaginatedApiKeyList", ApiKeySerializer),
     )
     @extend_schema(
         methods=["POST"], request=ApiKeyCreateSerializer, responses={201: ApiKeySerializer}

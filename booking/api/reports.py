@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.permissions import IsAuthenticated
-from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -30,8 +28,8 @@ from booking.reports import (
 )
 from booking.services.access import access_organization
 from booking.utilisation import utilisation_report
-from testbed.api.errors import ProblemError
 from testbed.api.fields import AwareDateTimeField
+from testbed.api.negotiation import BrowsableAPIRenderer, FormatNegotiation
 from testbed.api.permissions import IsOperator, KeyScopes
 from testbed.choices import KeyScope
 from testbed.errors import ServiceError
@@ -87,17 +85,7 @@ class XLSXRenderer(BaseRenderer):
 REPORT_RENDERERS = [JSONRenderer, BrowsableAPIRenderer, CSVRenderer, XLSXRenderer]
 
 
-class ReportNegotiation(DefaultContentNegotiation):
-    """DRF answers an unknown `?format=` with 404; say what is wrong instead."""
-
-    def select_renderer(self, request, renderers, format_suffix=None):
-        try:
-            return super().select_renderer(request, renderers, format_suffix)
-        except Http404:
-            known = ", ".join(r.format for r in renderers if r.format != "api")
-            raise ProblemError(
-                f"Unknown format: use one of {known}.", field="format", code="invalid"
-            ) from None
+ReportNegotiation = FormatNegotiation  # the name the report views use
 
 
 def _download(

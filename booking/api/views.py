@@ -39,6 +39,7 @@ from booking.services.access import (
 from booking.services.decisions import decision_listen, decision_wait
 from booking.services.idempotency import idempotent_create, request_fingerprint
 from booking.services.maintenance import maintenance_target_for, maintenance_window_create
+from booking.services.moves import booking_move
 from booking.services.resources import resource_for_code
 from equipment.api.serializers import MaintenanceWindowSerializer
 from equipment.models import MaintenanceWindow
@@ -92,6 +93,13 @@ def _prefer_wait(request) -> float:
     return 0.0
 
 
+class BookingMoveSerializer(serializers.Serializer):
+    """The new window of a booking being moved (same resource, quantity and purpose)."""
+
+    start = AwareDateTimeField()
+    end = AwareDateTimeField()
+
+
 @extend_schema(tags=["bookings"])
 class BookingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Bookings of equipment and accelerators. Create answers 201 `pending`, or the decision with Prefer: wait=N."""
@@ -103,6 +111,7 @@ class BookingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         "retrieve": KeyScope.BOOKINGS_READ,
         "create": KeyScope.BOOKINGS_WRITE,
         "cancel": KeyScope.BOOKINGS_WRITE,
+        "move": KeyScope.BOOKINGS_WRITE,
         "check_in": KeyScope.BOOKINGS_WRITE,
         "check_out": KeyScope.BOOKINGS_WRITE,
     }
@@ -260,6 +269,45 @@ class BookingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             booking_services.booking_cancel,
             check=check_can_change_booking,
             reason_required=True,
+        )
+
+    @extend_schema(
+        request=BookingMoveSerializer,
+        responses={202: BookingSerializer},
+        parameters=[
+            OpenApiParameter(
+                "Prefer",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="wait=N (≤ 30): answer with the new booking's decision if it comes in N seconds.",
+            ),
+        ],
+    )
+    @action(detail=True, methods=["post"])
+    def move(self, request, pk=None):
+        """Move to another window: 202 with the new `pending` booking, which replaces this one
+        once confirmed (this one keeps its slot until then, and stays if the new one is rejected)."""
+        booking = self._booking()
+        check_can_change_booking(actor=request.user, booking=booking)  # before the body is read
+        wait = _prefer_wait(request)
+        body = BookingMoveSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        listened = bool(wait) and decision_listen()
+        moved = booking_move(
+            actor=request.user,
+            booking=booking,
+            start=body.validated_data["start"],
+            end=body.validated_data["end"],
+            channel=Channel.API,
+        )
+        headers = {"Location": f"/api/v1/bookings/{moved.pk}"}
+        if wait:
+            decision_wait(moved.pk, wait, listened=listened)
+            headers["Preference-Applied"] = f"wait={wait:g}"
+        return Response(
+            BookingSerializer(self.get_queryset().get(pk=moved.pk)).data,
+            status=status.HTTP_202_ACCEPTED,
+            headers=headers,
         )
 
     @extend_schema(request=None, responses=BookingSerializer)

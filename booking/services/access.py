@@ -15,10 +15,12 @@ testbed.api.permissions.KeyScopes, which asks `key_has_scope` here.
 
 from __future__ import annotations
 
+import re
+
 from booking.choices import Role
 from booking.models import ApiKey, Booking, Membership, Organization
 from testbed.choices import KeyScope
-from testbed.errors import NotFound, PermissionDenied
+from testbed.errors import NotFound, PermissionDenied, ServiceError
 
 # Organisation attributes that change prices (discounts by category, region, youth start-up) or
 # identity and rights (slug, business number, active): only operators set them.
@@ -66,7 +68,7 @@ def key_has_scope(actor, scope: str) -> bool:
 def check_scope(actor, scope: str) -> None:
     if not key_has_scope(actor, scope):
         raise PermissionDenied(
-            f"This API key lacks the {scope!r} scope: ask your organisation's manager for a key with it.",
+            f"This API key lacks the '{scope}' scope: ask your organisation's manager for a key with it.",
             code="insufficient_scope",
         )
 
@@ -164,12 +166,21 @@ def check_organization_fields(*, actor, organization: Organization, fields: dict
     if is_operator(actor):
         return
     for name in OPERATOR_ONLY_ORGANIZATION_FIELDS:
-        if name in fields and fields[name] != getattr(organization, name):
+        if name in fields and not _same(name, fields[name], getattr(organization, name)):
             raise PermissionDenied(
                 f"Only facility operators change `{name}`: it decides prices or rights. "
                 "Ask an operator, or leave the field out.",
                 field=name,
             )
+
+
+def _same(name: str, sent, current) -> bool:
+    """Whether a sent value leaves the attribute as it is (before any validation of its form)."""
+    if name == "business_number":
+        return re.sub(r"\D", "", str(sent or "")) == re.sub(r"\D", "", str(current or ""))
+    if isinstance(current, bool):
+        return str(sent).lower() in ("true", "1") if not isinstance(sent, bool) else sent == current
+    return str(sent) == str(current)
 
 
 def default_organization_for(actor) -> Organization:
@@ -186,14 +197,23 @@ def default_organization_for(actor) -> Organization:
         org = memberships[0].organization
         org._role_of = (actor.pk, memberships[0].role)  # type: ignore[attr-defined]
         return org
-    if not memberships:
-        raise PermissionDenied(
-            "You are not a member of any organisation: ask your organisation's manager to add you.",
+    if len(memberships) > 1:
+        raise ServiceError(
+            "You belong to several organisations: say which one with the `organization` field "
+            "(its slug).",
             field="organization",
         )
+    if is_operator(actor):
+        raise ServiceError(
+            "Operators book for an organisation: name it with the `organization` field (its slug).",
+            field="organization",
+        )
+    if Membership.objects.filter(user=actor).exists():
+        raise PermissionDenied(
+            "Your organisation is deactivated: ask a facility operator.", field="organization"
+        )
     raise PermissionDenied(
-        "You belong to several organisations: say which one with the `organization` field (its slug).",
-        code="invalid",
+        "You are not a member of any organisation: ask your organisation's manager to add you.",
         field="organization",
     )
 
@@ -243,7 +263,11 @@ def check_can_change_booking(*, actor, booking: Booking) -> None:
     check_scope(actor, KeyScope.BOOKINGS_WRITE)
     if _is_booker(actor, booking):
         return
-    if api_key_of(actor) is None and role_in(actor, booking.organization) == Role.MANAGER:
+    if api_key_of(actor) is not None:
+        raise PermissionDenied(
+            "An API key changes only the bookings it made itself: this one was made by a person."
+        )
+    if role_in(actor, booking.organization) == Role.MANAGER:
         return
     raise PermissionDenied(
         "Only the person who booked, a manager of the organisation or an operator may change this booking."

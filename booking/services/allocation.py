@@ -10,6 +10,10 @@ bookings; the tasks of the bookings decided along the way find them decided and 
    booking by booking (each sees the ones placed before it), insert allocation rows, move the
    bookings out of `pending`;
 3. audit; decisions are published and emails queued on commit, never while locks are held.
+A booking that `replaces` another (a move, booking/services/moves.py) is decided the same way,
+except that the old booking is locked right after the batch's rows (step 1), its units or devices
+and its quota hold count as free for its replacement, and when the replacement is placed the old
+booking is cancelled free in this same transaction; rejected, the old booking is untouched.
 PostgreSQL's exclusion constraints are the backstop: if they fire (only possible with locking
 turned off), the decisions are simply made again and see the winner's rows.
 
@@ -41,6 +45,7 @@ from booking.choices import BookingStatus
 from booking.models import Allocation, Booking
 from booking.services import notifications
 from booking.services.decisions import decisions_publish
+from booking.services.moves import Move, move_complete, move_obstacle, moves_lock
 from booking.services.placement import BatchResource, alternatives_for
 from booking.services.quotas import QuotaExceeded, lock_grants, quota_release, quota_reserve
 from booking.services.resources import buffer_of
@@ -167,6 +172,7 @@ def _decide_one(
     with_grants: set[int],
     now: dt.datetime,
     pending_rows: list[Allocation],
+    move: Move | None = None,
 ) -> tuple[_Outcome, bool]:
     """Decide one booking of the batch; returns the outcome and whether a soft grant went over.
 
@@ -178,6 +184,12 @@ def _decide_one(
     rejection: tuple[str, str] | None = None
     placed = None
     clash = [w for w in entry.windows if w[0] < booking.end and w[1] > booking.start]
+    freeing = move.freed if move is not None else []
+    obstacle = (
+        move_obstacle(move, now=now, requires_approval=resource.requires_approval)
+        if move is not None
+        else None
+    )
     if booking.start <= now:
         # Decided only after its start (workers were down or backlogged): confirming it now would
         # bill a no-show for time nobody could use. It expires, as the expiry sweep would do.
@@ -187,6 +199,8 @@ def _decide_one(
             f"({timezone.localtime(booking.start):%Y-%m-%d %H:%M}): it expired and nothing is "
             "charged. Book another window.",
         )
+    elif obstacle is not None:
+        rejection = obstacle  # the booking it moves changed meanwhile: nothing is moved
     elif clash:
         w_start, w_end, reason = clash[0]
         rejection = (
@@ -196,7 +210,7 @@ def _decide_one(
             f"{timezone.localtime(w_end):%Y-%m-%d %H:%M} ({reason}): choose another time.",
         )
     else:
-        placed = entry.place(booking)
+        placed = entry.place(booking, freeing=freeing)
         if placed is None:
             what = "unit" if isinstance(resource, EquipmentType) else "device"
             rejection = (
@@ -207,7 +221,9 @@ def _decide_one(
     over_quota = False
     if rejection is None and booking.organization_id in with_grants:
         try:
-            over_quota = quota_reserve(booking=booking, resource=resource, now=now)
+            # A move is judged as if the old booking's hold were released (it is, on success).
+            credit = {"credit": move.credit} if move is not None else {}
+            over_quota = quota_reserve(booking=booking, resource=resource, now=now, **credit)
         except QuotaExceeded as exc:
             rejection = ("quota_exceeded", exc.message)
 
@@ -216,7 +232,7 @@ def _decide_one(
         alternatives: list[dict] = []
         if code in {"unavailable", "maintenance"}:
             _flush(pending_rows)  # alternatives read the rows this batch placed so far
-            alternatives = alternatives_for(resource, booking, now=now)
+            alternatives = alternatives_for(resource, booking, now=now, freeing=freeing)
         _write_rejection(booking, code=code, detail=detail, alternatives=alternatives, now=now)
         return _Outcome(booking, BookingStatus.REJECTED, rejection=rejection), False
     assert placed is not None
@@ -238,6 +254,10 @@ def _decide_one(
     new_status: str = (
         BookingStatus.AWAITING_APPROVAL if resource.requires_approval else BookingStatus.CONFIRMED
     )
+    if move is not None:
+        # Before this booking's rows are written: they may overlap the old booking's own.
+        move_complete(move, new=booking, now=now)
+        entry.release(freeing)
     entry.hold(targets, booking.start, end)
     pending_rows.extend(rows)
     return _Outcome(booking, new_status, targets=targets), over_quota
@@ -305,6 +325,8 @@ def _decide(booking_id: int, *, now: dt.datetime, limit: int, failed: dict[int, 
         if not batch:
             return status  # decided already: a task delivered twice changes nothing
         to_decide = [b for b in batch if b.pk not in failed]
+        # The old bookings of moves are booking rows too: locked next, before any resource.
+        moves = moves_lock(to_decide)
         resources = _resources(to_decide)
         # Then the organisations' quota grants, all of them at once and sorted by primary key,
         # so that two batches can never wait on each other's grants.
@@ -342,6 +364,7 @@ def _decide(booking_id: int, *, now: dt.datetime, limit: int, failed: dict[int, 
                     with_grants=with_grants,
                     now=now,
                     pending_rows=pending_rows,
+                    move=moves.get(booking.pk),
                 )
             except (OperationalError, InterfaceError, IntegrityError):
                 raise  # a lock timeout, the database going away, a race: not this booking's fault

@@ -1,4 +1,5 @@
 """The booking lifecycle. Every transition is one function here and writes an audit entry.
+(Requesting one, and the checks a request passes, are in requests.py.)
 
 pending → awaiting_approval → confirmed | rejected; confirmed → active → completed;
 or cancelled (pending, awaiting_approval, confirmed) and no_show (confirmed, not checked in);
@@ -28,26 +29,25 @@ from booking.lifecycle import (
     no_show_charge,
     use_charge,
 )
-from booking.models import Allocation, Booking, Organization, Qualification
-from booking.policy import Refusal, check_maintenance, check_quantity, check_window
+from booking.models import Allocation, Booking
 from booking.services import notifications
 from booking.services.access import (
-    check_can_book_for,
     check_can_change_booking,
     check_can_use_booking,
     is_operator,
 )
 from booking.services.fees import booking_price_set
 from booking.services.quotas import quota_release, quota_settle
-from booking.services.resources import (
-    buffer_of,
-    capacity_of,
-    policy_for,
-    resource_for_code,
-    resource_maintenance,
+
+# Requesting a booking (its policy checks and the store step) lives in requests.py; these names
+# stay importable from here, where the lifecycle has always been.
+from booking.services.requests import (  # noqa: F401
+    _enqueue_allocation,
+    booking_check,
+    booking_request,
+    check_qualification,
 )
-from equipment.choices import UnitStatus
-from equipment.models import EquipmentType, EquipmentUnit
+from booking.services.resources import buffer_of
 from testbed.audit import audit_record
 from testbed.choices import Channel
 from testbed.db import sweep_step
@@ -67,145 +67,6 @@ _VERBS = {
 }
 CANCELLABLE = (BookingStatus.PENDING, BookingStatus.AWAITING_APPROVAL, BookingStatus.CONFIRMED)
 UNDECIDED = (BookingStatus.PENDING, BookingStatus.AWAITING_APPROVAL)
-
-
-def _refuse(refusal: Refusal) -> ServiceError:
-    status = 403 if refusal.code in {"qualification_required", "permission_denied"} else 400
-    return ServiceError(refusal.message, code=refusal.code, field=refusal.field, status=status)
-
-
-def _enqueue_allocation(booking_id: int) -> None:
-    from booking.tasks import allocate_booking
-
-    try:
-        allocate_booking.delay(booking_id)
-    except Exception:  # broker down: the pending sweeper re-queues it within a minute
-        import logging
-
-        logging.getLogger(__name__).exception(
-            "could not queue allocation of booking %s", booking_id
-        )
-
-
-def check_qualification(*, user, equipment_type: EquipmentType, on: dt.date) -> None:
-    if not equipment_type.requires_qualification:
-        return
-    if Qualification.objects.filter(
-        user=user, equipment_type=equipment_type, valid_until__gte=on
-    ).exists():
-        return
-    lapsed = Qualification.objects.filter(user=user, equipment_type=equipment_type).first()
-    hint = (
-        f"your training expired on {lapsed.valid_until}"
-        if lapsed
-        else "you have no recorded training for it"
-    )
-    raise ServiceError(
-        f"{equipment_type.code} requires a qualification and {hint}: book the training session with the "
-        "centre, or ask a qualified colleague to book.",
-        code="qualification_required",
-        field="resource",
-        status=403,
-    )
-
-
-def booking_request(
-    *,
-    actor,
-    organization: Organization,
-    resource_code: str,
-    quantity: int,
-    start: dt.datetime,
-    end: dt.datetime,
-    purpose: str = "",
-    unit_code: str | None = None,
-    channel: str = Channel.API,
-    now: dt.datetime | None = None,
-) -> Booking:
-    """Check the request against policy at once, store it `pending`, queue its allocation on commit.
-
-    Refusals raise ServiceError with a stable code and change nothing.
-    """
-    now = now or timezone.now()
-    if timezone.is_naive(start) or timezone.is_naive(end):
-        raise ServiceError(
-            "Give start and end with an offset, e.g. 2026-12-01T09:00:00+09:00.", field="start"
-        )
-    check_can_book_for(actor=actor, organization=organization)
-    resource = resource_for_code(resource_code)
-    policy = policy_for(resource)
-    refusal = check_window(policy, start, end, now)
-    if refusal and not (is_operator(actor) and refusal.code == "lead_time" and start >= now):
-        raise _refuse(refusal)
-    pinned = None
-    if unit_code:
-        if not isinstance(resource, EquipmentType):
-            raise ServiceError(
-                "`unit` applies to equipment types only: leave it out for pools.", field="unit"
-            )
-        pinned = EquipmentUnit.objects.filter(code=unit_code, equipment_type=resource).first()
-        if pinned is None:
-            raise ServiceError(
-                f"{resource.code} has no unit {unit_code!r}: leave `unit` out to get any free one.",
-                field="unit",
-            )
-        if pinned.status != UnitStatus.ACTIVE:
-            raise ServiceError(
-                f"Unit {unit_code} is {pinned.status}: leave `unit` out to get any free one.",
-                code="unavailable",
-                field="unit",
-            )
-        if quantity != 1:
-            raise ServiceError(
-                "A pinned unit is one unit: send quantity 1 with `unit`.", field="quantity"
-            )
-    capacity, node_sizes = capacity_of(resource)
-    refusal = check_quantity(quantity, capacity=capacity, node_sizes=node_sizes)
-    if refusal:
-        raise _refuse(refusal)
-    if isinstance(resource, EquipmentType) and not is_operator(actor):
-        check_qualification(
-            user=actor, equipment_type=resource, on=timezone.localtime(start).date()
-        )
-    refusal = check_maintenance(
-        resource_maintenance(resource, start, end + buffer_of(resource)), start, end
-    )
-    if refusal:
-        raise _refuse(refusal)
-
-    from booking.services.rounds import round_for_request
-
-    with transaction.atomic():
-        contested = (
-            None
-            if isinstance(resource, EquipmentType)
-            else round_for_request(pool=resource, start=start, now=now)
-        )
-        booking = Booking.objects.create(
-            round=contested,
-            organization=organization,
-            user=actor,
-            equipment_type=resource if isinstance(resource, EquipmentType) else None,
-            pool=None if isinstance(resource, EquipmentType) else resource,
-            pinned_unit=pinned,
-            quantity=quantity,
-            start=start,
-            end=end,
-            purpose=purpose,
-            channel=channel,
-        )
-        audit_record(
-            actor=actor,
-            channel=channel,
-            action="booking.request",
-            obj=booking,
-            to_state=booking.status,
-            data={"round": contested.pk} if contested else None,
-        )
-        if contested is None:
-            transaction.on_commit(lambda: _enqueue_allocation(booking.pk), robust=True)
-        # A booking in a contested round waits for the round's cutoff (rounds_allocate_due).
-    return booking
 
 
 def _transition(

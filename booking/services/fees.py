@@ -23,14 +23,24 @@ def discount_for(organization) -> Decimal:
     return best
 
 
-def booking_price(booking: Booking, *, span: tuple[dt.datetime, dt.datetime] | None) -> int:
-    """Won: rate × quantity × hours of the charged `span` × (1 − discount), rounded to the won."""
+def booking_price(
+    booking: Booking,
+    *,
+    span: tuple[dt.datetime, dt.datetime] | None,
+    discount: Decimal | None = None,
+) -> int:
+    """Won: rate × quantity × hours of the charged `span` × (1 − discount), rounded to the won.
+
+    `discount` is the organisation's (discount_for), when the caller already has it: a page
+    pricing many bookings asks for it once per organisation."""
     if span is None:
         return 0
     seconds = max(0, int((span[1] - span[0]).total_seconds()))
     hours = Decimal(seconds) / Decimal(3600)
     gross = Decimal(booking.resource.hourly_rate) * booking.quantity * hours
-    net = gross * (Decimal(1) - discount_for(booking.organization))
+    if discount is None:
+        discount = discount_for(booking.organization)
+    net = gross * (Decimal(1) - discount)
     return int(net.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 

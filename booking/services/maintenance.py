@@ -36,9 +36,10 @@ def maintenance_target_for(code: str):
     )
 
 
-def _affected_bookings(window: MaintenanceWindow):
-    q = Q(start__lt=window.end, end__gt=window.start, status__in=AFFECTABLE)
-    target = window.target
+def _affected_bookings(*, target, start: dt.datetime, end: dt.datetime):
+    """The one rule for which bookings a maintenance window over `target` in [start, end) hits:
+    undecided or confirmed bookings of the type or pool, or holding the unit or a device of the node."""
+    q = Q(start__lt=end, end__gt=start, status__in=AFFECTABLE)
     if isinstance(target, EquipmentType):
         q &= Q(equipment_type=target)
     elif isinstance(target, AcceleratorPool):
@@ -54,12 +55,29 @@ def _affected_bookings(window: MaintenanceWindow):
     )
 
 
+def maintenance_preview(*, target, start: dt.datetime, end: dt.datetime) -> list[Booking]:
+    """Read-only: the bookings a window over `target` in [start, end) would hit, soonest first,
+    with their organisation and booker (what `maintenance_window_create` would mark affected).
+
+    Refuses the same bad windows as the create service, naming the field; changes nothing."""
+    _check_window(start=start, end=end)
+    return list(
+        _affected_bookings(target=target, start=start, end=end)
+        .select_related("organization", "user")
+        .order_by("start", "pk")
+    )
+
+
+def _check_window(*, start: dt.datetime, end: dt.datetime) -> None:
+    if end <= start:
+        raise ServiceError("The end must be after the start.", field="end")
+
+
 def maintenance_window_create(
     *, actor, target, start: dt.datetime, end: dt.datetime, reason: str, channel: str
 ) -> tuple[MaintenanceWindow, list[int]]:
     """Create the window; bookings it overlaps are marked affected, offered alternatives, emailed."""
-    if end <= start:
-        raise ServiceError("The end must be after the start.", field="end")
+    _check_window(start=start, end=end)
     if not reason.strip():
         raise ServiceError(
             "Say what the maintenance is (`reason`): affected bookers see it.", field="reason"
@@ -81,7 +99,7 @@ def maintenance_window_create(
             **{field: target},
         )
         affected = []
-        for booking in _affected_bookings(window):
+        for booking in _affected_bookings(target=target, start=start, end=end):
             booking.alternatives = alternatives_for(booking.resource, booking, now=now)
             booking.affected_by_maintenance = window
             booking.save(update_fields=["alternatives", "affected_by_maintenance", "updated_at"])

@@ -10,10 +10,11 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from booking.choices import Role
 from booking.models import Invitation, Membership, Organization
-from booking.services.access import check_organization_fields
+from booking.services.access import api_key_of, check_organization_fields
 from testbed.audit import audit_record
-from testbed.errors import Conflict, NotFound, ServiceError
+from testbed.errors import Conflict, NotFound, PermissionDenied, ServiceError
 
 RESERVED_USERNAME_PREFIX = "apikey-"  # API keys' service accounts
 
@@ -79,6 +80,19 @@ def member_add(
             f"Usernames starting with {RESERVED_USERNAME_PREFIX!r} belong to API keys: choose another.",
             field="username",
         )
+    if api_key_of(actor) is not None:
+        # A key adds people, never power: no managers, no passwords, no role changes (else a
+        # `members:manage` key could make itself a manager, or demote the real ones).
+        if role != Role.MEMBER:
+            raise PermissionDenied(
+                "An API key may add members only: a manager signs in to make someone a manager.",
+                field="role",
+            )
+        if password:
+            raise PermissionDenied(
+                "An API key cannot set passwords: leave `password` out; the person sets theirs.",
+                field="password",
+            )
     User = get_user_model()
     with transaction.atomic():
         user = User.objects.filter(username=username).first()
@@ -106,12 +120,35 @@ def member_add(
                 raise Conflict(
                     f"{username} is already a {role} of {organization.slug}.", field="username"
                 )
+            if api_key_of(actor) is not None:
+                raise PermissionDenied(
+                    "An API key cannot change a member's role: a manager does it, signed in.",
+                    field="role",
+                )
+            if membership.role == Role.MANAGER:
+                _check_not_last_manager(organization, username)
             membership.role = role
             membership.save(update_fields=["role"])
         audit_record(
             actor=actor, channel=channel, action="membership.set", obj=membership, to_state=role
         )
     return membership
+
+
+def _check_not_last_manager(organization: Organization, username: str) -> None:
+    """Lock the organisation's managers; refuse to leave it without one."""
+    managers = list(
+        Membership.objects.select_for_update()
+        .filter(organization=organization, role=Role.MANAGER)
+        .values_list("pk", flat=True)
+    )
+    if len(managers) <= 1:
+        raise Conflict(
+            f"{username} is the last manager of {organization.slug}: make another member a "
+            "manager first.",
+            code="last_manager",
+            field="role",
+        )
 
 
 def _invite(*, actor, organization: Organization, user, role: str, channel: str) -> Invitation:
@@ -187,3 +224,40 @@ def invitation_answer(*, actor, invitation_id: int, accept: bool, channel: str) 
             obj=invitation,
         )
     return invitation
+
+
+def member_remove(*, actor, organization: Organization, username: str, channel: str) -> None:
+    """Take a person out of the organisation (their account and bookings stay).
+
+    Call after the access module allowed the actor to manage members
+    (`access_organization_members`). The organisation's memberships are locked first, so two
+    managers removing each other at once cannot leave it without a manager: the last manager is
+    never removed (make someone else a manager first).
+    """
+    with transaction.atomic():
+        memberships = list(
+            Membership.objects.select_for_update(of=("self",))
+            .filter(organization=organization)
+            .select_related("user")
+            .order_by("pk")
+        )
+        membership = next((m for m in memberships if m.user.username == username), None)
+        if membership is None:
+            raise NotFound(f"{username} is not a member of {organization.slug}.", field="username")
+        managers = [m for m in memberships if m.role == Role.MANAGER]
+        if membership.role == Role.MANAGER and len(managers) == 1:
+            raise Conflict(
+                f"{username} is the last manager of {organization.slug}: make another member a "
+                "manager first.",
+                code="last_manager",
+                field="username",
+            )
+        audit_record(
+            actor=actor,
+            channel=channel,
+            action="membership.remove",
+            obj=membership,
+            from_state=membership.role,
+            data={"username": username, "organization": organization.slug},
+        )
+        membership.delete()

@@ -4,11 +4,16 @@
 as bookings are placed, so later bookings of the batch see the earlier ones. `alternatives_for`
 finds the nearest windows that fit now for a rejected booking. Every date step is clipped at
 booking.allocator.END_OF_TIME: a booking near the end of the calendar is decided, never crashes.
+
+A move (booking/services/moves.py) places its replacement with `freeing`: the old booking's
+allocations count as free for it (moving one hour later on the same GPU works), and once the
+replacement is placed they are `release`d for the rest of the batch too.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from booking.allocator import (
@@ -33,9 +38,56 @@ from equipment.models import AcceleratorPool, EquipmentType
 
 ALTERNATIVES_HORIZON = dt.timedelta(days=14)
 
+# One allocation row's hold: (unit or device id, start, end), as the busy intervals carry it.
+Held = tuple[int, dt.datetime, dt.datetime]
 
-def alternatives_for(resource, booking: Booking, *, now: dt.datetime, limit: int = 5) -> list[dict]:
-    """Up to `limit` windows at or after the asked start, same duration and quantity, that fit now."""
+
+def _drop(busy: tuple, intervals: list[tuple]) -> tuple:
+    """`busy` without one occurrence of each interval (absent ones: outside the span read)."""
+    left = list(busy)
+    for interval in intervals:
+        if interval in left:
+            left.remove(interval)
+    return tuple(left)
+
+
+def without_holds(
+    units: list[UnitState] | None, nodes: list[NodeState] | None, freed: list[Held]
+) -> tuple[list[UnitState] | None, list[NodeState] | None]:
+    """The states as if these allocations were released (a move's old booking)."""
+    if not freed:
+        return units, nodes
+    by_target: dict[int, list[tuple]] = {}
+    for target, start, end in freed:
+        by_target.setdefault(target, []).append((start, end))
+    if units is not None:
+        units = [
+            UnitState(id=u.id, busy=_drop(u.busy, by_target[u.id])) if u.id in by_target else u
+            for u in units
+        ]
+    if nodes is not None:
+        nodes = [
+            NodeState(
+                id=n.id,
+                devices=tuple(
+                    DeviceState(id=d.id, busy=_drop(d.busy, by_target[d.id]))
+                    if d.id in by_target
+                    else d
+                    for d in n.devices
+                ),
+            )
+            if any(d.id in by_target for d in n.devices)
+            else n
+            for n in nodes
+        ]
+    return units, nodes
+
+
+def alternatives_for(
+    resource, booking: Booking, *, now: dt.datetime, limit: int = 5, freeing: Sequence[Held] = ()
+) -> list[dict]:
+    """Up to `limit` windows at or after the asked start, same duration and quantity, that fit now
+    (for a move, with the old booking's allocations, `freeing`, counted as free)."""
     policy = policy_for(resource)
     buffer = buffer_of(resource)
     duration = booking.end - booking.start
@@ -47,6 +99,7 @@ def alternatives_for(resource, booking: Booking, *, now: dt.datetime, limit: int
     horizon_end = add_clipped(latest_start, duration + buffer)
     if isinstance(resource, EquipmentType):
         units = unit_states(resource, booking.start, horizon_end, exclude_booking=booking.pk)
+        units = without_holds(units, None, list(freeing))[0] or []
         busy_ends = [e for u in units for _s, e in u.busy]
 
         def fits(s: dt.datetime, e: dt.datetime) -> bool:
@@ -62,6 +115,7 @@ def alternatives_for(resource, booking: Booking, *, now: dt.datetime, limit: int
             )
     else:
         nodes = node_states(resource, booking.start, horizon_end, exclude_booking=booking.pk)
+        nodes = without_holds(None, nodes, list(freeing))[1] or []
         busy_ends = [e for n in nodes for d in n.devices for _s, e in d.busy]
 
         def fits(s: dt.datetime, e: dt.datetime) -> bool:
@@ -107,20 +161,28 @@ class BatchResource:
         else:
             self.nodes = node_states(self.obj, span_start, span_end)
 
-    def place(self, booking: Booking) -> tuple[list[int], dict[int, int] | None] | None:
-        """(unit ids, None) or (device ids, node id by device), free over the booking; or None."""
+    def place(
+        self, booking: Booking, *, freeing: Sequence[Held] = ()
+    ) -> tuple[list[int], dict[int, int] | None] | None:
+        """(unit ids, None) or (device ids, node id by device), free over the booking; or None.
+        `freeing`: holds counted as free for this booking only (a move's old allocations)."""
         start, end = booking.start, add_clipped(booking.end, buffer_of(self.obj))
-        if self.units is not None:
+        units, nodes = without_holds(self.units, self.nodes, list(freeing))
+        if units is not None:
             chosen = choose_units(
-                self.units, start, end, booking.quantity, pinned=booking.pinned_unit_id
+                units, start, end, booking.quantity, pinned=booking.pinned_unit_id
             )
             return (chosen, None) if chosen else None
-        assert self.nodes is not None
-        placement = choose_devices(self.nodes, start, end, booking.quantity)
+        assert nodes is not None
+        placement = choose_devices(nodes, start, end, booking.quantity)
         if placement is None:
             return None
-        node_of = {d.id: n.id for n in self.nodes for d in n.devices}
+        node_of = {d.id: n.id for n in nodes for d in n.devices}
         return list(placement.device_ids), {d: node_of[d] for d in placement.device_ids}
+
+    def release(self, freed: list[Held]) -> None:
+        """What later bookings of the batch see: these holds are gone (a moved booking's)."""
+        self.units, self.nodes = without_holds(self.units, self.nodes, freed)
 
     def hold(self, targets: list[int], start: dt.datetime, end: dt.datetime) -> None:
         """What later bookings of the batch see: these targets are now busy over [start, end)."""

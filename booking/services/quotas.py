@@ -22,7 +22,7 @@ from django.db.models.functions import Coalesce
 from booking.choices import Enforcement, LedgerKind
 from booking.models import Booking, QuotaGrant, QuotaLedgerEntry
 from testbed.audit import audit_record
-from testbed.errors import ServiceError
+from testbed.errors import Conflict, ServiceError
 
 FOUR = Decimal("0.0001")
 ZERO = Decimal("0")
@@ -152,11 +152,16 @@ def lock_grants(*, organization_ids: set[int]) -> set[int]:
     return set(rows)
 
 
-def quota_reserve(*, booking: Booking, resource, now: dt.datetime) -> bool:
+def quota_reserve(
+    *, booking: Booking, resource, now: dt.datetime, credit: dict[int, Decimal] | None = None
+) -> bool:
     """Lock the applicable grants and hold the booking's unit-hours on them.
 
     Call inside the allocation transaction, after locking the resource row. Returns whether a
     soft grant went over; raises QuotaExceeded when a hard grant would go below zero.
+    `credit` (grant id → hours) counts as free on those grants: a move's replacement is judged as
+    if the old booking's hold were released, which the caller does in the same transaction
+    when the replacement is confirmed (booking/services/moves.py).
     """
     grants = list(
         grants_candidates(
@@ -174,7 +179,7 @@ def quota_reserve(*, booking: Booking, resource, now: dt.datetime) -> bool:
     balances = grant_balances(g.pk for g, _h in charges)
     over = False
     for grant, hours in charges:
-        remaining = balances[grant.pk].remaining
+        remaining = balances[grant.pk].remaining + (credit or {}).get(grant.pk, ZERO)
         if hours > remaining:
             if grant.enforcement == Enforcement.HARD:
                 raise QuotaExceeded(grant=grant, needed=hours, remaining=remaining)
@@ -214,6 +219,17 @@ def _held_by_grant(booking: Booking) -> dict[int, Decimal]:
     ).values_list("grant_id", "hours"):
         held[grant_id] += hours
     return {k: v for k, v in held.items() if v != ZERO}
+
+
+def holds_by_booking(booking_ids) -> dict[int, dict[int, Decimal]]:
+    """What each of these bookings still holds, by grant (booking id → grant id → hours), in one
+    query: the credit a move's replacement gets (quota_reserve) before the old hold is released."""
+    held: dict[int, dict[int, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
+    for booking_id, grant_id, hours in QuotaLedgerEntry.objects.filter(
+        booking_id__in=list(booking_ids), kind__in=[LedgerKind.HOLD, LedgerKind.RELEASE]
+    ).values_list("booking_id", "grant_id", "hours"):
+        held[booking_id][grant_id] += hours
+    return {b: {g: h for g, h in grants.items() if h != ZERO} for b, grants in held.items()}
 
 
 def quota_release(
@@ -370,12 +386,41 @@ def check_grant_fields(*, period_start: dt.date, period_end: dt.date, limit_hour
         )
 
 
+def _check_no_overlap(*, organization, scope: str, period_start, period_end, exclude=None) -> None:
+    """One grant per organisation, scope and day: otherwise which one a booking charges is a guess."""
+    clash = (
+        QuotaGrant.objects.filter(
+            organization=organization,
+            scope=scope,
+            period_start__lte=period_end,
+            period_end__gte=period_start,
+        )
+        .exclude(pk=exclude)
+        .order_by("period_start")
+        .first()
+    )
+    if clash is not None:
+        raise Conflict(
+            f"{organization.slug} already has a {scope!r} grant for {clash.period_start} to "
+            f"{clash.period_end} (#{clash.pk}): change that grant's limit, or choose a period "
+            "that does not overlap it.",
+            code="conflict",
+            field="period_start",
+        )
+
+
 def quota_grant_create(*, actor, channel: str, **fields) -> QuotaGrant:
     _check_scope(fields["scope"])
     check_grant_fields(
         period_start=fields["period_start"],
         period_end=fields["period_end"],
         limit_hours=fields["limit_hours"],
+    )
+    _check_no_overlap(
+        organization=fields["organization"],
+        scope=fields["scope"],
+        period_start=fields["period_start"],
+        period_end=fields["period_end"],
     )
     with transaction.atomic():
         grant = QuotaGrant.objects.create(**fields)
@@ -395,12 +440,26 @@ def quota_grant_update(*, actor, grant: QuotaGrant, channel: str, **fields) -> Q
     with transaction.atomic():
         grant = QuotaGrant.objects.select_for_update().get(pk=grant.pk)
         changed = [k for k, v in fields.items() if getattr(grant, k) != v]
+        for fixed in ("organization", "scope"):
+            if fixed in changed:
+                raise ServiceError(
+                    f"A grant's {fixed} is fixed once it is made (its ledger belongs to it): "
+                    "create a new grant instead, and lower this one's limit if needed.",
+                    field=fixed,
+                )
         for key in changed:
             setattr(grant, key, fields[key])
         check_grant_fields(
             period_start=grant.period_start,
             period_end=grant.period_end,
             limit_hours=grant.limit_hours,
+        )
+        _check_no_overlap(
+            organization=grant.organization,
+            scope=grant.scope,
+            period_start=grant.period_start,
+            period_end=grant.period_end,
+            exclude=grant.pk,
         )
         if changed:
             grant.save(update_fields=changed)

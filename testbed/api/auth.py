@@ -71,8 +71,12 @@ class BearerTokenAuthentication(KnoxTokenAuthentication):
 
     def authenticate(self, request: Any) -> tuple[Any, Any] | None:
         auth = get_authorization_header(request).split()
-        if not auth or auth[0].lower() != self.keyword.lower().encode():
+        if not auth:
             return None
+        if auth[0].lower() != self.keyword.lower().encode():
+            raise exceptions.AuthenticationFailed(
+                "Send the token as `Authorization: Bearer <token>` (this API knows no other scheme)."
+            )
         if len(auth) != 2:
             raise exceptions.AuthenticationFailed(
                 "Send the header as `Authorization: Bearer <token>` with one token and no spaces in it."

@@ -21,6 +21,7 @@ from django.db import DataError, IntegrityError
 from django.db.models import ProtectedError, RestrictedError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler, set_rollback
@@ -86,9 +87,11 @@ API_CODES = frozenset(
         # rejection.code of a booking the worker or a sweep refused (never an HTTP error)
         "expired",
         "internal_error",
+        "move_obsolete",
         # credentials, keys and idempotency
         "invalid_credentials",
         "insufficient_scope",
+        "last_manager",
         "idempotency_in_progress",
         "idempotency_conflict",
     }
@@ -362,6 +365,12 @@ def api_handler404(request: HttpRequest, exception: Exception | None = None) -> 
         code="not_found",
         detail=f"There is no API endpoint at {request.path}: see /api/docs/ for the paths.",
     )
+
+
+@csrf_exempt  # an API client has no CSRF token: the answer is a 404, not Django's CSRF page
+def api_not_found(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    """Any path under /api/ that no route takes: problem+json 404, whatever DEBUG says."""
+    return api_handler404(request)
 
 
 def api_handler500(request: HttpRequest) -> HttpResponse:

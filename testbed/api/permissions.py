@@ -8,6 +8,7 @@ is closed to keys: a new endpoint cannot be reached by a key until someone decid
 
 from __future__ import annotations
 
+from rest_framework import exceptions
 from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAuthenticated
 
 ANY_KEY = "*"  # any valid key of the organisation may use the route (e.g. its own profile)
@@ -49,11 +50,11 @@ class KeyScopes(BasePermission):
             return False
         if scope == ANY_KEY or scope in request.auth.scopes:
             return True
-        self.message = (
-            f"This API key lacks the {scope!r} scope: ask your organisation's manager for a key "
-            "with it."
+        raise exceptions.PermissionDenied(
+            f"This API key lacks the '{scope}' scope: ask your organisation's manager for a key "
+            "with it.",
+            code="insufficient_scope",
         )
-        return False
 
 
 class IsOperator(BasePermission):

@@ -363,3 +363,137 @@ def test_existing_keys_get_service_accounts_and_new_scopes(manager, org):
     old.refresh_from_db()
     assert old.user.username == "apikey-0ld0ld00" and not old.user.has_usable_password()
     assert old.scopes == ["bookings:read", "catalog:read", "usage:read"]
+
+
+# --- found by an outside tester (curl against a dev server) --------------------------------------
+
+
+def test_a_members_key_adds_members_only(manager, member, org):
+    """Before: a `members:manage` key made a manager (then keys, renames), and demoted the real one."""
+    client = key_client(make_key(manager, org, ["members:manage"]))
+    made = client.post(
+        "/api/v1/organizations/acme/members",
+        {"username": "keymade", "email": "k@x.kr", "role": "manager"},
+        format="json",
+    )
+    assert made.status_code == 403 and "role" in made.json()["errors"]
+    with_password = client.post(
+        "/api/v1/organizations/acme/members",
+        {"username": "keymade", "email": "k@x.kr", "password": "Long-enough-pass-2026"},
+        format="json",
+    )
+    assert with_password.status_code == 403 and "password" in with_password.json()["errors"]
+    demoted = client.post(
+        "/api/v1/organizations/acme/members",
+        {"username": "manager", "email": "m@x.kr", "role": "member"},
+        format="json",
+    )
+    assert demoted.status_code == 403
+    assert Membership.objects.get(user=manager).role == "manager"
+    assert not Membership.objects.filter(user__username="keymade").exists()
+    plain = client.post(
+        "/api/v1/organizations/acme/members", {"username": "keymade", "email": "k@x.kr"}
+    )
+    assert plain.status_code == 201 and plain.json()["role"] == "member"
+
+
+def test_the_last_manager_cannot_be_made_a_member(api, manager, member):
+    response = api(manager).post(
+        "/api/v1/organizations/acme/members",
+        {"username": "manager", "email": "m@x.kr", "role": "member"},
+        format="json",
+    )
+    assert response.status_code == 409 and response.json()["code"] == "last_manager"
+    assert Membership.objects.get(user=manager).role == "manager"
+    api(manager).post(
+        "/api/v1/organizations/acme/members",
+        {"username": "member", "email": "x@x.kr", "role": "manager"},
+        format="json",
+    )
+    stepped_down = api(manager).post(
+        "/api/v1/organizations/acme/members",
+        {"username": "manager", "email": "m@x.kr", "role": "member"},
+        format="json",
+    )
+    assert stepped_down.status_code == 201
+
+
+def test_a_refused_field_does_not_reveal_whether_another_organisation_holds_it(api, manager):
+    """Before: 409 (taken) vs 403 (free) told a manager whose business number exists."""
+    OrganizationFactory(slug="globex", business_number="120-81-47521")
+    response = api(manager).patch(
+        "/api/v1/organizations/acme", {"business_number": "1208147521"}, format="json"
+    )
+    assert response.status_code == 403 and "business_number" in response.json()["errors"]
+
+
+def test_a_missing_scope_is_insufficient_scope_naming_it(manager, org):
+    response = key_client(make_key(manager, org, ["bookings:write"])).get("/api/v1/bookings")
+    body = response.json()
+    assert response.status_code == 403 and body["code"] == "insufficient_scope"
+    assert "'bookings:read'" in body["detail"] and "KeyScope" not in body["detail"]
+
+
+def test_errors_stay_problem_json_when_html_is_asked_for(api, member):
+    response = api(member).get("/api/v1/bookings/999999", HTTP_ACCEPT="text/html")
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("application/problem+json")
+    assert response.json()["code"] == "not_found"
+
+
+def test_an_unknown_api_path_or_format_says_so(api, member, settings):
+    settings.DEBUG = True  # `make run`: Django's HTML 404 page would answer otherwise
+    unknown = api(member).get("/api/v1/nonexistent")
+    assert unknown.status_code == 404
+    assert unknown["Content-Type"].startswith("application/problem+json")
+    for path in ("/api/v1/bookings?format=pdf", "/api/v1/centers?format=csv"):
+        response = api(member).get(path)
+        assert response.status_code == 400, path
+        assert "format" in response.json()["errors"]
+
+
+def test_a_grant_keeps_its_organisation_and_scope_and_never_overlaps(api, operator, org):
+    OrganizationFactory(slug="globex")
+    body = {
+        "organization": "acme",
+        "scope": "*",
+        "period_start": "2026-12-01",
+        "period_end": "2026-12-31",
+        "limit_hours": "10",
+    }
+    with time_machine.travel(NOW, tick=False):
+        grant = api(operator).post("/api/v1/quota-grants", body, format="json").json()
+        moved = api(operator).patch(
+            f"/api/v1/quota-grants/{grant['id']}", {"organization": "globex"}, format="json"
+        )
+        assert moved.status_code == 400 and "organization" in moved.json()["errors"]
+        overlap = api(operator).post(
+            "/api/v1/quota-grants", {**body, "period_start": "2026-12-15"}, format="json"
+        )
+    assert overlap.status_code == 409 and "period_start" in overlap.json()["errors"]
+    assert QuotaGrant.objects.get().organization == org
+
+
+def test_booking_without_naming_an_organisation_says_what_to_do(api, equipment, member, operator):
+    other = OrganizationFactory(slug="globex")
+    add_member(other, member, "member")
+    with time_machine.travel(NOW, tick=False):
+        several = api(member).post("/api/v1/bookings", booking_body(), format="json")
+        as_operator = api(operator).post("/api/v1/bookings", booking_body(), format="json")
+    assert several.status_code == 400 and "organization" in several.json()["errors"]
+    assert as_operator.status_code == 400 and "Operators" in as_operator.json()["detail"]
+
+
+def test_a_member_of_a_deactivated_organisation_is_told_so(api, equipment, member, org):
+    org.is_active = False
+    org.save()
+    with time_machine.travel(NOW, tick=False):
+        response = api(member).post("/api/v1/bookings", booking_body(), format="json")
+    assert response.status_code == 403 and "deactivated" in response.json()["detail"]
+
+
+def test_another_auth_scheme_is_told_to_use_bearer(member):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Token abc")
+    response = client.get("/api/v1/bookings")
+    assert response.status_code == 401 and "Bearer" in response.json()["detail"]
