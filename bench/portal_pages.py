@@ -99,7 +99,7 @@ def main() -> None:
     from django.test import Client
 
     from booking.models import Membership
-    from equipment.models import AcceleratorPool
+    from equipment.models import AcceleratorPool, Device
 
     pool = AcceleratorPool.objects.get(code="NAIDC-H100")
     manager = (
@@ -109,6 +109,7 @@ def main() -> None:
     today = dt.datetime.now(SEOUL).replace(hour=0, minute=0, second=0, microsecond=0)
     monday = today - dt.timedelta(days=today.weekday()) + dt.timedelta(days=7)
     rows = _busy_week(pool, manager.organization, manager.user, monday)
+    devices = Device.objects.filter(node__pool=pool).count()
     operator = get_user_model().objects.filter(is_staff=True, is_active=True).first()
     assert operator is not None, "load_seeds --demo made no operator"
 
@@ -118,7 +119,7 @@ def main() -> None:
     pages = [
         ("catalogue `/`", anonymous, "/"),
         (
-            f"H100 resource page, a week ({pool.devices.count()} devices, {rows} allocations)",
+            f"H100 resource page, a week ({devices} devices, {rows} allocations)",
             member_client,
             f"/resources/{pool.code}/?week={monday:%Y-%m-%d}",
         ),
