@@ -30,7 +30,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy testbed equipment booking seeds portal
+	$(VENV)/bin/mypy testbed equipment booking seeds portal integrations
 	$(PY) manage.py makemigrations --check --dry-run
 
 bench: $(STAMP)

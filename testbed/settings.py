@@ -77,6 +77,9 @@ INSTALLED_APPS = [
     "seeds",
     "django_htmx",
     "portal",
+    "integrations.webhooks",
+    "integrations.calendars",
+    "integrations.slurm",
 ]
 
 MIDDLEWARE = [
@@ -412,6 +415,8 @@ TESTBED_DECIDE_DELAY_MS = env_int("TESTBED_DECIDE_DELAY_MS", 0, minimum=0)
 # How many pending bookings one allocation task may decide in its transaction: the one it was
 # queued for plus others nobody holds (1 decides one at a time).
 TESTBED_ALLOCATION_BATCH = env_int("TESTBED_ALLOCATION_BATCH", 32, minimum=1)
+# The address users reach the portal at (links in webhook bodies, calendar feeds, emails).
+TESTBED_PUBLIC_URL = env_str("PUBLIC_URL", "").rstrip("/")
 
 # Periodic work; django-celery-beat's DatabaseScheduler installs these and operators may edit them.
 CELERY_BEAT_SCHEDULE = {

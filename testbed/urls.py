@@ -16,6 +16,9 @@ api_v1: list = [
     path("auth/logout-all", LogoutAllView.as_view(), name="auth-logout-all"),
     path("", include("equipment.api.urls")),
     path("", include("booking.api.urls")),
+    path("", include("integrations.webhooks.urls")),
+    path("", include("integrations.calendars.urls")),
+    path("", include("integrations.slurm.urls")),
 ]
 
 urlpatterns = [
@@ -29,6 +32,7 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     re_path(r"^api/", api_not_found),  # problem+json for unknown API paths, even with DEBUG on
     path("i18n/", include("django.conf.urls.i18n")),
+    path("calendar/", include("integrations.calendars.feed_urls")),
     path("", include("portal.urls")),
 ]
 

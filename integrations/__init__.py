@@ -1,0 +1,1 @@
+"""Connections to the systems around the product: signed webhooks, calendar feeds, Slurm reservations."""

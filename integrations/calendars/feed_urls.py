@@ -1,0 +1,3 @@
+"""Public feed addresses (secret token in the path), included at /calendar/."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""API routes of integrations.slurm (included under /api/v1/)."""
+
+urlpatterns: list = []

@@ -1,0 +1,1 @@
+"""Signed webhooks (Standard Webhooks): organisations' endpoints, delivery by Celery, the delivery log."""
