@@ -7,3 +7,8 @@ class BookingConfig(AppConfig):
 
     name = "booking"
     verbose_name = _("Bookings")
+
+    def ready(self) -> None:
+        from booking.events import connect_model_signals
+
+        connect_model_signals()

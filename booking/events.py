@@ -109,7 +109,9 @@ def booking_data(booking, **extra) -> dict:
 
 def publish_booking(type_: str, booking, **extra) -> DomainEvent:
     """Announce a booking event to the booking's organisation (after commit)."""
-    return publish(type_, organization_id=booking.organization_id, data=booking_data(booking, **extra))
+    return publish(
+        type_, organization_id=booking.organization_id, data=booking_data(booking, **extra)
+    )
 
 
 def publish_bookings(type_: str, booking_ids: list[int], **extra) -> None:
@@ -131,3 +133,42 @@ def publish_bookings(type_: str, booking_ids: list[int], **extra) -> None:
             )
 
     transaction.on_commit(_after_commit, robust=True)
+
+
+def maintenance_data(window) -> dict:
+    """The public picture of a maintenance window (what it covers and when)."""
+    target = {
+        "equipment_type": window.equipment_type_id,
+        "unit": window.unit_id,
+        "pool": window.pool_id,
+        "node": window.node_id,
+    }
+    kind, target_id = next(((k, v) for k, v in target.items() if v), (None, None))
+    return {
+        "id": window.pk,
+        "target": {"kind": kind, "id": target_id, "name": str(getattr(window, kind, "") or "")}
+        if kind
+        else None,
+        "start": _iso(window.start),
+        "end": _iso(window.end),
+        "reason": window.reason,
+    }
+
+
+def _maintenance_changed(sender, instance, **kwargs) -> None:
+    """Any save or delete of a maintenance window (API, admin, service): internal event for
+    integrations that mirror windows elsewhere (Slurm MAINT reservations)."""
+    data = {"maintenance": maintenance_data(instance), "deleted": "created" not in kwargs}
+    publish(MAINTENANCE_CHANGED, organization_id=None, data=data)
+
+
+def connect_model_signals() -> None:
+    """Called by BookingConfig.ready()."""
+    from django.db.models.signals import post_delete, post_save
+
+    from equipment.models import MaintenanceWindow
+
+    post_save.connect(_maintenance_changed, sender=MaintenanceWindow, dispatch_uid="events-mw-save")
+    post_delete.connect(
+        _maintenance_changed, sender=MaintenanceWindow, dispatch_uid="events-mw-delete"
+    )

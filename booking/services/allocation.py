@@ -40,6 +40,7 @@ from django.db import IntegrityError, InterfaceError, OperationalError, transact
 from django.db.models import F
 from django.utils import timezone
 
+from booking import events
 from booking.allocator import add_clipped
 from booking.choices import BookingStatus
 from booking.models import Allocation, Booking
@@ -277,10 +278,23 @@ def _write_rejection(
     )
 
 
+def _event_of(outcome: _Outcome) -> str:
+    if outcome.status == BookingStatus.REJECTED:
+        return events.BOOKING_REJECTED
+    if outcome.status == BookingStatus.AWAITING_APPROVAL:
+        return events.APPROVAL_REQUESTED
+    return events.BOOKING_MOVED if outcome.booking.replaces_id else events.BOOKING_CONFIRMED
+
+
 def _on_commit_tell(outcomes: list[_Outcome]) -> None:
     """After commit: wake waiting requests, email the bookers, alert operators of failures."""
     statuses = {o.booking.pk: o.status for o in outcomes}
     transaction.on_commit(lambda: decisions_publish(statuses), robust=True)
+    by_event: dict[str, list[int]] = defaultdict(list)
+    for outcome in outcomes:
+        by_event[_event_of(outcome)].append(outcome.booking.pk)
+    for event, ids in by_event.items():
+        events.publish_bookings(event, ids)
     for outcome in outcomes:
         if outcome.booking.user.email:
             transaction.on_commit(

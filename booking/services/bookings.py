@@ -19,6 +19,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from booking import events
 from booking.choices import BookingStatus
 from booking.lifecycle import (
     CHECK_IN_EARLY,
@@ -65,6 +66,17 @@ _VERBS = {
     "booking.reclaim": "reclaimed",
     "booking.expire": "expired",
 }
+# The domain event each transition announces after commit (booking/events.py).
+_EVENTS = {
+    "booking.cancel": events.BOOKING_CANCELLED,
+    "booking.approve": events.BOOKING_CONFIRMED,
+    "booking.reject": events.BOOKING_REJECTED,
+    "booking.expire": events.BOOKING_REJECTED,
+    "booking.no_show": events.BOOKING_NO_SHOW,
+    "booking.reclaim": events.BOOKING_RECLAIMED,
+    "booking.complete": events.BOOKING_COMPLETED,
+    "booking.check_out": events.BOOKING_COMPLETED,
+}
 CANCELLABLE = (BookingStatus.PENDING, BookingStatus.AWAITING_APPROVAL, BookingStatus.CONFIRMED)
 UNDECIDED = (BookingStatus.PENDING, BookingStatus.AWAITING_APPROVAL)
 
@@ -103,6 +115,8 @@ def _transition(
         to_state=to_state,
         data={k: str(v) for k, v in fields.items()},
     )
+    if action in _EVENTS:
+        events.publish_bookings(_EVENTS[action], [booking.pk])
     return booking
 
 

@@ -8,6 +8,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from booking import events
 from booking.choices import BookingStatus
 from booking.models import Booking
 from booking.services import notifications
@@ -68,6 +69,21 @@ def maintenance_preview(*, target, start: dt.datetime, end: dt.datetime) -> list
     )
 
 
+def _announce(window: MaintenanceWindow, affected: list[int]) -> None:
+    """maintenance.scheduled to each organisation with a booking in the window (after commit)."""
+    by_org: dict[int, list[int]] = {}
+    for organization_id, booking_id in Booking.objects.filter(pk__in=affected).values_list(
+        "organization_id", "pk"
+    ):
+        by_org.setdefault(organization_id, []).append(booking_id)
+    for organization_id, booking_ids in sorted(by_org.items()):
+        events.publish(
+            events.MAINTENANCE_SCHEDULED,
+            organization_id=organization_id,
+            data={"maintenance": events.maintenance_data(window), "affected_bookings": booking_ids},
+        )
+
+
 def _check_window(*, start: dt.datetime, end: dt.datetime) -> None:
     if end <= start:
         raise ServiceError("The end must be after the start.", field="end")
@@ -114,4 +130,5 @@ def maintenance_window_create(
         transaction.on_commit(
             lambda: notifications.maintenance_affects(affected, window.pk), robust=True
         )
+        _announce(window, affected)
     return window, affected

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from booking import events
 from booking.models import QuotaGrant
 from booking.services.quotas import TZ, grant_balances
 from testbed.audit import audit_record
@@ -79,6 +80,22 @@ def quota_reminders_send(*, now: dt.datetime | None = None) -> list[tuple[int, i
                 },
             )
             transaction.on_commit(partial(_send, grant.pk, threshold, used), robust=True)
+            events.publish(
+                events.QUOTA_THRESHOLD,
+                organization_id=grant.organization_id,
+                data={
+                    "grant": {
+                        "id": grant.pk,
+                        "scope": grant.scope,
+                        "enforcement": grant.enforcement,
+                        "period_start": grant.period_start.isoformat(),
+                        "period_end": grant.period_end.isoformat(),
+                        "limit_hours": str(balance.limit),
+                    },
+                    "threshold_percent": threshold,
+                    "used_hours": str(used),
+                },
+            )
         sent.append((grant.pk, threshold))
     if sent:
         logger.info("quota reminders sent: %s", sent)
