@@ -25,6 +25,7 @@ run: $(STAMP)
 ## make test: the whole suite against PostgreSQL (DATABASE_URL) and Redis (REDIS_URL).
 test: $(STAMP)
 	@sh tests/e2e/ensure_browser.sh
+	@sh tests/integrations/slurm/ensure_slurm.sh
 	$(PY) -m pytest
 
 lint: $(STAMP)

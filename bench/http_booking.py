@@ -1,38 +1,72 @@
-"""Bookings per second through HTTP with a real Celery worker deciding, and the race drill.
+"""Bookings per second through HTTP as users feel them, with real Celery workers deciding.
 
     python -m bench.http_booking [--quick] [--no-write]
 
-Starts gunicorn (gthread) and a Celery worker on Redis against a scratch PostgreSQL database
-(BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/testbed_bench), then:
-1. throughput and request-to-decision latency at 1, 8 and 32 concurrent clients, each client
-   sending `POST /api/v1/bookings` with `Prefer: wait=10` for windows that do not collide;
-2. 30 slots × 32 contenders: 32 clients released together on one unit's slot, 30 times;
-   counts confirmed bookings per slot and overlapping active allocations in the database.
-Everything runs on this machine (loopback only) and stops by itself.
+Starts gunicorn (gthread, 2 processes × 16 threads, as the Dockerfile and docker-compose.yml
+deploy it) and a Celery worker (prefork, concurrency 2) on Redis against a scratch PostgreSQL
+database (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/testbed_bench; Redis
+BENCH_REDIS_URL; port BENCH_PORT), loads the real catalogue (seeds/) plus a bench inventory,
+then, with a lean asyncio load generator (bench/loadgen.py) whose own CPU is counted apart and
+which spreads its keep-alive connections evenly over the gunicorn processes:
+1. two cases (bench/booking_load.py) at 1, 8 and 32 clients, each client sending
+   `POST /api/v1/bookings` with `Prefer: wait=10` in a closed loop for a fixed time:
+   (a) equipment bookings (16 types × 4
+   units, 3 bookings per unit-hour), (b) 1-device bookings on NAIDC-H100 (110 nodes × 8 GPUs,
+   its seeded policy), 440 per one-hour window so windows half fill and the allocator searches;
+   throughput (confirmed/s), p50/p95/p99 from send to decision received, outcome counts, and
+   CPU per booking of each process (bench/procstats.py);
+2. race drills: 30 slots × 32 contenders on one unit, and 968 1-device requests from 32 clients
+   for one window of the 880-device pool; counts winners and overlapping allocations in the DB;
+3. RSS of every web and worker process after the runs; the CPU floor of one Celery hop;
+4. PostgreSQL's own rate (bench/pgbench_excl.py: one-row inserts under the same exclusion
+   constraint) at 8 and 32 clients, and our share of it.
+bench/http_booking_report.py writes it up (docs/benchmarks.md) with each figure against the
+issue's target and what limits it. Everything runs on this machine and stops by itself.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
-import random
-import statistics
 import subprocess
 import sys
-import threading
 import time
-import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import loadgen
+from bench.booking_load import (
+    SEOUL,
+    TYPES,
+    UNITS_PER_TYPE,
+    EquipmentLoad,
+    PoolInfo,
+    PoolLoad,
+    equipment_race,
+    pool_origin,
+    pool_race,
+)
+from bench.procstats import (
+    CpuMeter,
+    owners_of_client_ports,
+    server_processes,
+    tree_rss,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
-SEOUL = zoneinfo.ZoneInfo("Asia/Seoul")
 DB_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/testbed_bench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 PORT = int(os.environ.get("BENCH_PORT", "8765"))
 CELERY_POOL = os.environ.get("BENCH_CELERY_POOL", "prefork")
-TYPES = 16
-UNITS_PER_TYPE = 4
+FIGURES = ROOT / "var" / "bench" / "http_booking.json"
+POOL_CODE = "NAIDC-H100"
+WAIT_S = 10
+LEVELS = (1, 8, 32)
+SECONDS = {1: 10.0, 8: 15.0, 32: 20.0}
+QUICK_SECONDS = {1: 3.0, 8: 4.0, 32: 5.0}
 
 
 def _env() -> dict[str, str]:
@@ -47,6 +81,7 @@ def _env() -> dict[str, str]:
         ALLOWED_HOSTS="127.0.0.1,localhost",
         SESSION_COOKIE_SECURE="0",
         CSRF_COOKIE_SECURE="0",
+        SECURE_SSL_REDIRECT="0",
         LOG_LEVEL="WARNING",
         DJANGO_SETTINGS_MODULE="testbed.settings",
     )
@@ -87,6 +122,7 @@ def _setup_catalogue() -> str:
         min_minutes=60,
         max_minutes=240,
         max_lead_days=3650,
+        buffer_minutes=0,
         hourly_rate=1000,
     )
     for i in range(TYPES):
@@ -111,52 +147,35 @@ def _setup_catalogue() -> str:
     return token_for(user)
 
 
+def _setup_pool() -> PoolInfo:
+    """The real catalogue from seeds/ (NAIDC-H100 with its real 110 × 8 shape and policy)."""
+    from seeds.loader import load_catalogue
+
+    load_catalogue()
+    from equipment.models import AcceleratorPool, Device, Node
+
+    pool = AcceleratorPool.objects.get(code=POOL_CODE)
+    return PoolInfo(
+        code=pool.code,
+        nodes=Node.objects.filter(pool=pool).count(),
+        devices=Device.objects.filter(node__pool=pool).count(),
+        slot_minutes=pool.slot_minutes,
+        max_lead_days=pool.max_lead_days,
+    )
+
+
 class Servers:
     def __init__(self, *, web_workers: int, web_threads: int, celery_concurrency: int) -> None:
         env = _env()
-        self.procs = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gunicorn",
-                    "testbed.wsgi",
-                    "-b",
-                    f"127.0.0.1:{PORT}",
-                    "-k",
-                    "gthread",
-                    "-w",
-                    str(web_workers),
-                    "--threads",
-                    str(web_threads),
-                    "--log-level",
-                    "warning",
-                ],
-                cwd=ROOT,
-                env=env,
-            ),
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "testbed",
-                    "worker",
-                    "-l",
-                    "warning",
-                    "-P",
-                    CELERY_POOL,
-                    "-c",
-                    str(celery_concurrency),
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                ],
-                cwd=ROOT,
-                env=env,
-            ),
-        ]
+        gunicorn = [sys.executable, "-m", "gunicorn", "testbed.wsgi", "-b", f"127.0.0.1:{PORT}"]
+        gunicorn += ["-k", "gthread", "-w", str(web_workers), "--threads", str(web_threads)]
+        gunicorn += ["--timeout", "120", "--limit-request-line", "8190", "--log-level", "warning"]
+        celery = [sys.executable, "-m", "celery", "-A", "testbed", "worker", "-l", "warning"]
+        celery += ["-P", CELERY_POOL, "-c", str(celery_concurrency)]
+        celery += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+        self.web = subprocess.Popen(gunicorn, cwd=ROOT, env=env)
+        self.worker = subprocess.Popen(celery, cwd=ROOT, env=env)
+        self.procs = [self.web, self.worker]
 
     def wait_ready(self, token: str) -> None:
         import requests
@@ -192,7 +211,7 @@ class Servers:
 def book(
     session, token: str, resource: str, start: dt.datetime, end: dt.datetime, *, wait: float = 10
 ):
-    """(status, seconds from send to decision)."""
+    """(status, seconds from send to decision), with `requests` (start-up checks, other drills)."""
     t0 = time.perf_counter()
     response = session.post(
         f"http://127.0.0.1:{PORT}/api/v1/bookings",
@@ -211,160 +230,124 @@ def book(
     return response.json()["status"], elapsed
 
 
-def throughput(token: str, clients: int, per_client: int, base_day: int) -> dict:
-    """Each client books its own windows (no collisions), so every request ends confirmed."""
-    import requests
+@dataclass
+class Level:
+    result: loadgen.LoadResult
+    cpu_s: dict[str, float]  # CPU seconds per role during the run
+    machine_s: float  # the whole machine's busy CPU seconds during the run
+    connections: list[int]  # clients' connections held by each web process (balanced)
 
-    latencies: list[float] = []
-    statuses: dict[str, int] = {}
-    lock = threading.Lock()
-    barrier = threading.Barrier(clients)
-    origin = dt.datetime(2030, 2, 1, tzinfo=SEOUL) + dt.timedelta(days=base_day)
-
-    def client(index: int) -> None:
-        session = requests.Session()
-        resource = f"BENCH-{index % TYPES:02d}"
-        lane = index // TYPES  # clients sharing a type take different hours
-        barrier.wait()
-        for k in range(per_client):
-            start = origin + dt.timedelta(hours=(k * 4 + lane) % (24 * 300), days=0)
-            start = start + dt.timedelta(days=(k * 4 + lane) // (24 * 300))
-            status, elapsed = book(session, token, resource, start, start + dt.timedelta(hours=1))
-            with lock:
-                latencies.append(elapsed)
-                statuses[status] = statuses.get(status, 0) + 1
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
-    latencies.sort()
-
-    def pct(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
-
-    return {
-        "clients": clients,
-        "requests": len(latencies),
-        "wall_s": wall,
-        "per_s": len(latencies) / wall,
-        "p50": pct(0.50),
-        "p95": pct(0.95),
-        "p99": pct(0.99),
-        "mean": statistics.mean(latencies) * 1000,
-        "statuses": statuses,
-    }
+    def summary(self) -> dict:
+        r = self.result
+        booked = max(1, r.confirmed)
+        return {
+            "clients": r.clients,
+            "requests": r.requests,
+            "confirmed": r.confirmed,
+            "wall_s": round(r.wall_s, 3),
+            "confirmed_per_s": round(r.confirmed_per_s, 1),
+            "p50_ms": round(r.pct(50), 1),
+            "p95_ms": round(r.pct(95), 1),
+            "p99_ms": round(r.pct(99), 1),
+            "mean_ms": round(sum(r.latencies_ms) / max(1, r.requests), 1),
+            "outcomes": dict(r.outcomes),
+            "errors": r.errors[:5],
+            "pending_ms": _ends(r.pending_ms),
+            "reconnects": r.reconnects,
+            "client_cpu_ms_per_request": round(r.client_cpu_ms_per_request, 3),
+            "cpu_ms_per_booking": {
+                role: round(1000 * s / booked, 2) for role, s in sorted(self.cpu_s.items())
+            },
+            "machine_busy_s": round(self.machine_s, 2),
+            "connections_per_web_process": self.connections,
+        }
 
 
-def contested(token: str, slots: int, contenders: int) -> dict:
-    import requests
+def _ends(values: list[float], n: int = 3) -> list[int]:
+    """The n smallest and n largest, rounded (all of them when there are few)."""
+    ordered = sorted(round(v) for v in values)
+    return ordered if len(ordered) <= 2 * n else ordered[:n] + ordered[-n:]
 
-    sessions = [requests.Session() for _ in range(contenders)]
-    confirmed_per_slot: list[int] = []
-    rejected_with_alternatives = 0
-    origin = dt.datetime(2031, 1, 1, 0, tzinfo=SEOUL)
-    for slot in range(slots):
-        start = origin + dt.timedelta(hours=2 * slot)
-        barrier = threading.Barrier(contenders)
-        bodies: list[dict] = []
-        lock = threading.Lock()
 
-        def contender(i: int, start=start, barrier=barrier, bodies=bodies, lock=lock) -> None:
-            barrier.wait()
-            response = sessions[i].post(
-                f"http://127.0.0.1:{PORT}/api/v1/bookings",
-                json={
-                    "resource": "RACE",
-                    "start": start.isoformat(),
-                    "end": (start + dt.timedelta(hours=1)).isoformat(),
-                },
-                headers={"Authorization": f"Bearer {token}", "Prefer": "wait=20"},
-                timeout=60,
-            )
-            with lock:
-                bodies.append(response.json())
+@dataclass
+class CaseResult:
+    name: str
+    levels: list[dict] = field(default_factory=list)
+    race: dict = field(default_factory=dict)
 
-        threads = [threading.Thread(target=contender, args=(i,)) for i in range(contenders)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        confirmed_per_slot.append(sum(1 for b in bodies if b["status"] == "confirmed"))
-        rejected_with_alternatives += sum(
-            1 for b in bodies if b["status"] == "rejected" and b["rejection"]["alternatives"]
+
+def _headers(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Prefer": f"wait={WAIT_S}"}
+
+
+def run_case(
+    token: str,
+    make_request: Callable[[int, int], tuple[str, bytes]],
+    meter: CpuMeter,
+    seconds: dict[int, float],
+    web_root: int,
+) -> list[dict]:
+    headers = _headers(token)
+    balance = loadgen.Balance(
+        owners=lambda ports: owners_of_client_ports(web_root, PORT, ports),
+        processes=lambda: server_processes(web_root),
+    )
+    # Steady state, not start-up: the first requests on each server thread open its database
+    # connection and warm the caches; 64 bookings from 32 clients, not measured.
+    loadgen.run_closed_loop(
+        "127.0.0.1",
+        PORT,
+        headers=headers,
+        clients=32,
+        duration_s=60,
+        make_request=make_request,
+        max_requests=64,
+    )
+    levels = []
+    for clients in LEVELS:
+        time.sleep(0.5)  # let the previous level's tail (acks, commits) settle
+        snaps: list = []
+
+        def snap(snaps: list = snaps) -> None:
+            snaps.append(meter.snapshot())
+
+        result = loadgen.run_closed_loop(
+            "127.0.0.1",
+            PORT,
+            headers=headers,
+            clients=clients,
+            duration_s=seconds[clients],
+            make_request=make_request,
+            balance=balance,
+            around=(snap, snap),
         )
-
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """SELECT count(*) FROM booking_allocation a JOIN booking_allocation b
-               ON a.unit_id = b.unit_id AND a.id < b.id AND a.active AND b.active
-               AND tstzrange(a.start, a."end") && tstzrange(b.start, b."end")"""
+        roles, machine = CpuMeter.spent(snaps[0], snaps[1])
+        levels.append(Level(result, roles, machine, result.split).summary())
+        print(
+            f"  {clients:>2} clients: {result.confirmed_per_s:7.1f} confirmed/s, "
+            f"p50 {result.pct(50):.0f} ms, p99 {result.pct(99):.0f} ms, {dict(result.outcomes)}",
+            flush=True,
         )
-        overlapping_pairs = cursor.fetchone()[0]
-    return {
-        "slots": slots,
-        "contenders": contenders,
-        "slots_with_one_confirmed": sum(1 for c in confirmed_per_slot if c == 1),
-        "extra_bookings": sum(max(0, c - 1) for c in confirmed_per_slot),
-        "overlapping_allocation_pairs": overlapping_pairs,
-        "rejected_with_alternatives": rejected_with_alternatives,
-    }
+    return levels
 
 
-def cpu_seconds_by_role() -> dict[str, float]:
-    """CPU time used so far by the processes of each role on this machine (from /proc)."""
-    import resource
-
-    roles = {
-        "gunicorn": "web (gunicorn)",
-        "celery": "worker (Celery)",
-        "postgres": "PostgreSQL",
-        "redis-server": "Redis",
-    }
-    ticks = os.sysconf("SC_CLK_TCK")
-    out: dict[str, float] = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            cmdline = (
-                Path(f"/proc/{pid}/cmdline")
-                .read_bytes()
-                .replace(b"\0", b" ")
-                .decode(errors="replace")
-            )
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        role = next((name for key, name in roles.items() if key in cmdline), None)
-        if role:
-            out[role] = out.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    out["load generator"] = usage.ru_utime + usage.ru_stime
-    return out
-
-
-def celery_floor(tasks: int = 500) -> dict[str, float]:
+def celery_floor(meter: CpuMeter, tasks: int = 500) -> dict[str, float]:
     """CPU per task of a task that does nothing (testbed.ping, result ignored), end to end:
-    the floor that the Celery hop alone puts under every booking on this machine."""
+    the floor that one Celery hop alone puts under every booking on this machine."""
     import redis
 
     from testbed.celery import app
 
     queue = redis.Redis.from_url(REDIS_URL)
-    before = cpu_seconds_by_role()
+    before = meter.snapshot()
     for _ in range(tasks):
         app.send_task("testbed.ping", args=["floor"], ignore_result=True)
     deadline = time.monotonic() + 60
     while queue.llen("celery") and time.monotonic() < deadline:
         time.sleep(0.02)
     time.sleep(0.5)  # the last few are being acknowledged
-    after = cpu_seconds_by_role()
-    return {role: 1000 * (after[role] - before.get(role, 0.0)) / tasks for role in after}
+    roles, _machine = CpuMeter.spent(before, meter.snapshot())
+    return {role: round(1000 * s / tasks, 3) for role, s in roles.items()}
 
 
 def calibration_loop_ms() -> float:
@@ -376,120 +359,110 @@ def calibration_loop_ms() -> float:
     return (time.process_time() - t0) * 1000
 
 
+def measure(args: argparse.Namespace) -> dict:
+    _recreate_database()
+    token = _setup_catalogue()
+    pool = _setup_pool()
+    servers = Servers(
+        web_workers=args.web_workers,
+        web_threads=args.web_threads,
+        celery_concurrency=args.celery_concurrency,
+    )
+    database = DB_URL.rsplit("/", 1)[1]
+    meter = CpuMeter(web_root=servers.web.pid, worker_root=servers.worker.pid, database=database)
+    seconds = QUICK_SECONDS if args.quick else SECONDS
+    figures: dict = {
+        "quick": args.quick,
+        "web": f"gunicorn gthread {args.web_workers} × {args.web_threads} threads",
+        "worker": f"Celery {CELERY_POOL}, concurrency {args.celery_concurrency}",
+        "seconds": seconds,
+        "pool": pool.__dict__,
+    }
+    try:
+        servers.wait_ready(token)
+        cases = []
+        print("equipment bookings", flush=True)
+        equipment = CaseResult(
+            "equipment", run_case(token, EquipmentLoad(), meter, seconds, servers.web.pid)
+        )
+        equipment.race = equipment_race(PORT, token, slots=5 if args.quick else 30, contenders=32)
+        print("  race:", equipment.race, flush=True)
+        cases.append(equipment)
+        print(f"1-device bookings on {pool.code} ({pool.devices} devices)", flush=True)
+        gpu = CaseResult(
+            "gpu pool",
+            run_case(token, PoolLoad(pool, pool_origin(pool)), meter, seconds, servers.web.pid),
+        )
+        gpu.race = pool_race(PORT, token, pool)
+        print("  race:", gpu.race, flush=True)
+        cases.append(gpu)
+        figures["cases"] = [c.__dict__ for c in cases]
+        figures["rss_mb"] = {
+            "web": tree_rss(servers.web.pid),
+            "worker": tree_rss(servers.worker.pid),
+        }
+        try:
+            figures["celery_floor_ms"] = celery_floor(meter)
+        except Exception as exc:  # noqa: BLE001 - a missing ping task must not lose the run
+            figures["celery_floor_ms"] = {"error": repr(exc)}
+        figures["calibration_ms"] = round(calibration_loop_ms())
+    finally:
+        servers.stop()
+    from bench.pgbench_excl import measure as pgbench
+
+    figures["pgbench"] = pgbench(DB_URL, clients=[8, 32], seconds=3 if args.quick else 10)
+    figures["availability"] = read_availability()
+    return figures
+
+
+def read_availability() -> dict | None:
+    """bench.availability's figures for the 30-day case, when it wrote them machine-readably
+    (var/bench/availability.json: p50_ms, p95_ms, …) in this `make bench` run (or, run alone,
+    whenever it last ran)."""
+    path = ROOT / "var" / "bench" / "availability.json"
+    if not path.exists():
+        return None
+    started = float(os.environ.get("BENCH_RUN_STARTED", "0"))
+    if path.stat().st_mtime < started:
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    data["_written"] = dt.datetime.fromtimestamp(path.stat().st_mtime, SEOUL).isoformat(
+        timespec="minutes"
+    )
+    return data
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
+    parser.add_argument("--quick", action="store_true", help="a few seconds per level (smoke)")
     parser.add_argument(
         "--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone"
     )
     parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument("--web-threads", type=int, default=16)
     parser.add_argument("--celery-concurrency", type=int, default=2)
     args = parser.parse_args()
-    random.seed(7)
-    _recreate_database()
-    token = _setup_catalogue()
-    servers = Servers(
-        web_workers=args.web_workers, web_threads=40, celery_concurrency=args.celery_concurrency
-    )
-    try:
-        servers.wait_ready(token)
-        per = {1: 100, 8: 50, 32: 20} if not args.quick else {1: 20, 8: 10, 32: 4}
-        # Steady state, not start-up: the first request on each server thread opens its database
-        # connection and each process subscribes its decision listener. Not measured.
-        throughput(token, 32, 2, base_day=1200)
-        runs = [throughput(token, c, per[c], base_day=i * 400) for i, c in enumerate((1, 8))]
-        cpu_before = cpu_seconds_by_role()
-        runs.append(throughput(token, 32, per[32], base_day=800))
-        cpu_after = cpu_seconds_by_role()
-        race = contested(token, slots=30 if not args.quick else 5, contenders=32)
-        floor = celery_floor()
-        calibration_ms = calibration_loop_ms()
-    finally:
-        servers.stop()
-    lines = [
-        "## Bookings through HTTP, decided by a Celery worker",
-        "",
-        f"`python -m bench.http_booking`: gunicorn gthread ({args.web_workers} processes × 40 threads) and one "
-        f"Celery worker ({CELERY_POOL}, concurrency {args.celery_concurrency}) on Redis, PostgreSQL 15, all on this "
-        "machine together with the load generator. Each request is `POST /api/v1/bookings` with "
-        "`Prefer: wait=10`; latency is from sending the request to receiving the worker's decision. "
-        "A warm-up of 64 bookings from 32 clients (not counted) first opens each server thread's "
-        "database connection.",
-        "",
-        "| clients | requests | bookings/s | p50 ms | p95 ms | p99 ms | outcomes |",
-        "|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for r in runs:
-        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(r["statuses"].items()))
-        lines.append(
-            f"| {r['clients']} | {r['requests']} | {r['per_s']:.1f} | {r['p50']:.0f} | {r['p95']:.0f} | "
-            f"{r['p99']:.0f} | {outcomes} |"
-        )
-    lines += [
-        "",
-        f"**Race drill**: {race['slots']} slots × {race['contenders']} contenders on one unit: "
-        f"{race['slots_with_one_confirmed']}/{race['slots']} slots ended with exactly one confirmed booking, "
-        f"{race['extra_bookings']} extra bookings, {race['overlapping_allocation_pairs']} overlapping active "
-        f"allocation pairs in the database; {race['rejected_with_alternatives']} losers got alternatives.",
-        "",
-        "Reference (issue 3, LibreBooking 2.x on a machine of this kind): 27 bookings/s sequential, 61/s at 8 "
-        "clients, p99 952 ms at 32 clients, 137 double bookings in 30 contested slots.",
-        "",
-        "**Where the CPU goes** (32-client run, CPU time per booking from /proc; the machine has 2 cores, "
-        "so the sum bounds throughput at about 2,000 ms ÷ total):",
-        "",
-        "| process | CPU ms per booking |",
-        "|---|---:|",
-    ]
-    booked = runs[-1]["requests"]
-    total = 0.0
-    for role, seconds in sorted(cpu_after.items()):
-        spent = 1000 * (seconds - cpu_before.get(role, 0.0)) / booked
-        total += spent
-        lines.append(f"| {role} | {spent:.1f} |")
-    lines.append(f"| **total** | **{total:.1f}** (≈ {2000 / total:.0f} bookings/s on 2 cores) |")
-    celery_hop = sum(
-        floor.get(role, 0.0) for role in ("worker (Celery)", "Redis", "load generator")
-    )
-    lines += [
-        "",
-        f"**Floor of the stack**: a Celery task that does nothing costs {celery_hop:.1f} ms of CPU end "
-        f"to end here ({floor.get('load generator', 0.0):.1f} ms to send it, "
-        f"{floor.get('worker (Celery)', 0.0):.1f} ms in the worker, {floor.get('Redis', 0.0):.1f} ms "
-        "in Redis). Issue 3's 610 bookings/s at 8 clients allows 2,000 ÷ 610 = 3.3 ms of CPU per "
-        "booking for everything on the machine: the HTTP request through Django and DRF, its "
-        "PostgreSQL statements and commit, the worker's decision and its commit, and the load "
-        "generator. The Celery hop that ARCHITECTURE.md prescribes, plus sending and parsing the "
-        "HTTP request, already use most of that before any booking work is done.",
-    ]
-    by_clients = {r["clients"]: r for r in runs}
-    speed_met = (
-        by_clients[1]["per_s"] >= 270
-        and by_clients[8]["per_s"] >= 610
-        and by_clients[32]["p99"] < 100
-    )
-    safe_met = race["extra_bookings"] == 0 and race["overlapping_allocation_pairs"] == 0
-    lines += [
-        "",
-        f"Issue 3's targets: zero double bookings — **{'met' if safe_met else 'NOT met'}**; at least 10× "
-        f"LibreBooking's throughput (270/s sequential, 610/s at 8 clients) and p99 under 100 ms at 32 clients — "
-        f"**{'met' if speed_met else 'not met'}** on this machine. Each booking is one web request and one "
-        "worker decision, both Django ORM work on the same two cores as PostgreSQL and the load generator; "
-        "the table above bounds this design near the figure in its last row. Already done: one task decides "
-        "every pending booking nobody else holds in one transaction (SKIP LOCKED batches), one Redis "
-        "listener per web process wakes `Prefer: wait` requests, the booking JSON is written without DRF's "
-        "generic field machinery, and workers keep their database connection. Going further means leaving "
-        "the ORM on the hot path, or more cores: web and workers scale out (ARCHITECTURE.md).",
-        "",
-        f"CPU speed reference: a fixed pure-Python loop took {calibration_ms:.0f} ms during this run "
-        "(the same loop varies by ±30% between runs on this virtual machine; compare runs with it).",
-    ]
-    markdown = "\n".join(lines)
+    started = time.monotonic()
+    figures = measure(args)
+    figures["elapsed_s"] = round(time.monotonic() - started)
+    FIGURES.parent.mkdir(parents=True, exist_ok=True)
+    FIGURES.write_text(json.dumps(figures, indent=1, default=str))
+
+    from bench.http_booking_report import render
+
+    markdown = render(figures)
     print(markdown)
-    if not args.no_write:
+    if not args.no_write and not args.quick:
         from bench.report import write_section
 
         print("written to", write_section("http-booking", markdown))
+    elif args.quick:
+        print("(--quick: docs/benchmarks.md left alone; figures in", FIGURES, ")")
 
 
 if __name__ == "__main__":

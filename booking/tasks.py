@@ -7,8 +7,9 @@ import random
 
 from celery import shared_task
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 
-from booking.services.allocation import AllocationBusy, booking_allocate
+from booking.services.allocation import AllocationBusy, allocation_run_shard, booking_allocate
 from booking.services.bookings import (
     bookings_complete_ended,
     bookings_mark_no_shows,
@@ -24,6 +25,20 @@ def allocate_booking(self, booking_id: int) -> str:
     except AllocationBusy as exc:
         # A lock timeout is retried, never shown to a user as a crash; jitter spreads the herd.
         raise self.retry(exc=exc, countdown=random.uniform(0.05, 0.5)) from exc  # noqa: S311
+
+
+@shared_task(bind=True, name="booking.allocate_shard", max_retries=None, acks_late=True)
+def allocate_shard(self, shard: int) -> int:
+    """Decide a shard's pending bookings until none is left (booking/services/wakeup.py)."""
+    try:
+        return allocation_run_shard(shard)
+    except AllocationBusy as exc:
+        raise self.retry(exc=exc, countdown=random.uniform(0.05, 0.5)) from exc  # noqa: S311
+    except (OperationalError, InterfaceError) as exc:
+        # The database went away: try again with backoff (the flag is renewed by the retry's
+        # first batch; if the worker dies meanwhile, the flag expires and the sweep queues it).
+        delay = min(30.0, 0.5 * 2 ** min(self.request.retries, 6))
+        raise self.retry(exc=exc, countdown=delay, max_retries=20) from exc
 
 
 @shared_task(name="booking.send_booking_email", acks_late=True, max_retries=5)

@@ -27,6 +27,7 @@ SCOPE_HELP = {
     KeyScope.BOOKINGS_WRITE: _("예약하기, 이 키로 한 예약 바꾸기"),
     KeyScope.USAGE_READ: _("쿼터와 사용량 보고서 읽기"),
     KeyScope.MEMBERS_MANAGE: _("구성원 목록 보기와 초대"),
+    KeyScope.WEBHOOKS_MANAGE: _("웹훅 엔드포인트 관리와 전송 기록 보기"),
 }
 
 

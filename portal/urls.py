@@ -2,7 +2,16 @@
 
 from django.urls import path
 
-from portal.views import accounts, bookings, catalogue, moves, operations, organization
+from portal.views import (
+    accounts,
+    bookings,
+    calendars,
+    catalogue,
+    moves,
+    operations,
+    organization,
+    webhooks,
+)
 
 app_name = "portal"
 urlpatterns = [
@@ -37,6 +46,45 @@ urlpatterns = [
         "organization/invitations/<int:invitation_id>/",
         organization.invitation_answer,
         name="organization-invitation",
+    ),
+    path("calendars/", calendars.calendars, name="calendars"),
+    path("calendars/new/", calendars.calendar_create, name="calendar-create"),
+    path(
+        "calendars/<int:feed_id>/regenerate/",
+        calendars.calendar_regenerate,
+        name="calendar-regenerate",
+    ),
+    path("calendars/<int:feed_id>/delete/", calendars.calendar_delete, name="calendar-delete"),
+    path("organization/webhooks/", webhooks.endpoint_list, name="organization-webhooks"),
+    path(
+        "organization/webhooks/<int:endpoint_id>/",
+        webhooks.endpoint_detail,
+        name="organization-webhook",
+    ),
+    path(
+        "organization/webhooks/<int:endpoint_id>/update/",
+        webhooks.endpoint_update,
+        name="organization-webhook-update",
+    ),
+    path(
+        "organization/webhooks/<int:endpoint_id>/rotate/",
+        webhooks.endpoint_rotate,
+        name="organization-webhook-rotate",
+    ),
+    path(
+        "organization/webhooks/<int:endpoint_id>/test/",
+        webhooks.endpoint_test,
+        name="organization-webhook-test",
+    ),
+    path(
+        "organization/webhooks/<int:endpoint_id>/delete/",
+        webhooks.endpoint_delete,
+        name="organization-webhook-delete",
+    ),
+    path(
+        "organization/webhooks/<int:endpoint_id>/deliveries/<int:delivery_id>/redeliver/",
+        webhooks.delivery_redeliver,
+        name="organization-webhook-redeliver",
     ),
     path("operations/", operations.console, name="operations"),
     path(

@@ -19,6 +19,7 @@ class KeyScope(models.TextChoices):
     BOOKINGS_WRITE = "bookings:write", _("make bookings and change the ones the key made")
     USAGE_READ = "usage:read", _("read quota grants, ledgers and usage reports")
     MEMBERS_MANAGE = "members:manage", _("list members and invite people")
+    WEBHOOKS_MANAGE = "webhooks:manage", _("manage webhook endpoints and read their delivery log")
 
 
 # Scope names of the first API version, still accepted when a key is made (expanded at once).

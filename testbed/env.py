@@ -111,8 +111,14 @@ def database_from_env(name: str, default_sqlite_path: Path) -> dict[str, Any]:
             raise SettingError(
                 f"{name}={raw!r} names no database: add it after the host, e.g. /testbed."
             )
-        config.setdefault("OPTIONS", {})
-        # psycopg 3 server-side binding is off by default; keep Django's default.
+        options = config.setdefault("OPTIONS", {})
+        if env_bool("DB_PREPARED_STATEMENTS", True):
+            # Server-side binding lets psycopg prepare a statement after it ran `prepare_threshold`
+            # times on a connection: PostgreSQL then skips parsing and planning it (measured in
+            # docs/benchmarks.md). Turn off (DB_PREPARED_STATEMENTS=0) behind a pooler that cannot
+            # keep prepared statements per client, e.g. PgBouncer in transaction mode before 1.21.
+            options["server_side_binding"] = True
+            options["prepare_threshold"] = env_int("DB_PREPARE_THRESHOLD", 2, minimum=0)
     return config
 
 

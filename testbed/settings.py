@@ -302,6 +302,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "testbed.api.schema.postprocess_problem_responses",
+        "integrations.webhooks.api.event_schemas.postprocess_webhook_events",
     ],
 }
 # The largest request body the API reads (a full telemetry batch of 10,000 samples is ~2 MB);
@@ -415,8 +416,31 @@ TESTBED_DECIDE_DELAY_MS = env_int("TESTBED_DECIDE_DELAY_MS", 0, minimum=0)
 # How many pending bookings one allocation task may decide in its transaction: the one it was
 # queued for plus others nobody holds (1 decides one at a time).
 TESTBED_ALLOCATION_BATCH = env_int("TESTBED_ALLOCATION_BATCH", 32, minimum=1)
+# Pending bookings are split by resource into this many shards; each has at most one queued
+# allocation task at a time, woken through a Redis flag that expires after FLAG_TTL seconds
+# unless its task renews it (booking/services/wakeup.py, docs/allocation.md).
+TESTBED_ALLOCATION_SHARDS = env_int("TESTBED_ALLOCATION_SHARDS", 4, minimum=1)
+TESTBED_ALLOCATION_FLAG_TTL = env_int("TESTBED_ALLOCATION_FLAG_TTL", 10, minimum=1)
 # The address users reach the portal at (links in webhook bodies, calendar feeds, emails).
 TESTBED_PUBLIC_URL = env_str("PUBLIC_URL", "").rstrip("/")
+# Webhooks (integrations/webhooks): the delays (seconds, jitter added) before each retry of a
+# failed delivery; how long an endpoint may keep failing before it is disabled (the last retry
+# is brought forward to fit); one attempt's time limit; days the delivery log is kept. Plain
+# http:// to localhost only with TESTBED_WEBHOOKS_ALLOW_HTTP (tests) or DEBUG.
+TESTBED_WEBHOOKS_RETRY_SCHEDULE = env_str(
+    "TESTBED_WEBHOOKS_RETRY_SCHEDULE", "5,300,1800,7200,18000,36000,36000"
+)
+if not re.fullmatch(r"\d+(\.\d+)?(,\d+(\.\d+)?)*", TESTBED_WEBHOOKS_RETRY_SCHEDULE):
+    raise SettingError(
+        f"TESTBED_WEBHOOKS_RETRY_SCHEDULE={TESTBED_WEBHOOKS_RETRY_SCHEDULE!r} is not a list of "
+        "seconds: set it to comma-separated delays, e.g. 5,300,1800,7200,18000,36000,36000."
+    )
+TESTBED_WEBHOOKS_RETRY_WINDOW_SECONDS = env_int(
+    "TESTBED_WEBHOOKS_RETRY_WINDOW_SECONDS", 86400, minimum=1
+)
+TESTBED_WEBHOOKS_TIMEOUT_SECONDS = env_int("TESTBED_WEBHOOKS_TIMEOUT_SECONDS", 10, minimum=1)
+TESTBED_WEBHOOKS_LOG_DAYS = env_int("TESTBED_WEBHOOKS_LOG_DAYS", 30, minimum=1)
+TESTBED_WEBHOOKS_ALLOW_HTTP = env_bool("TESTBED_WEBHOOKS_ALLOW_HTTP", False)
 
 # Periodic work; django-celery-beat's DatabaseScheduler installs these and operators may edit them.
 CELERY_BEAT_SCHEDULE = {
@@ -430,4 +454,7 @@ CELERY_BEAT_SCHEDULE = {
     "reclaim-idle": {"task": "booking.reclaim_idle", "schedule": 300.0},
     "rollup-usage": {"task": "booking.rollup_usage", "schedule": 900.0},
     "quota-reminders": {"task": "booking.quota_reminders", "schedule": 3600.0},
+    "webhooks-retry-due": {"task": "webhooks.retry_due", "schedule": 30.0},
+    "webhooks-prune-log": {"task": "webhooks.prune_log", "schedule": 86400.0},
+    "slurm-reconcile-all": {"task": "slurm.reconcile_all", "schedule": 120.0},
 }

@@ -190,6 +190,16 @@ def build_third_party_rows(user) -> None:
     CrontabSchedule.objects.create(minute="0", hour="3")
     SolarSchedule.objects.create(event="sunrise", latitude=35.16, longitude=126.85)
     ClockedSchedule.objects.create(clocked_time=aware(2026, 6, 1, 9))
+    # integrations.slurm: a Slurm-backed pool, a node name and an account (after build_catalogue).
+    from booking.models import Organization
+    from equipment.models import AcceleratorPool, Node
+    from integrations.slurm.models import SlurmAccount, SlurmCluster, SlurmNode
+
+    SlurmCluster.objects.create(pool=AcceleratorPool.objects.order_by("pk").first())
+    SlurmNode.objects.create(node=Node.objects.order_by("pk").first(), slurm_name="gpu01")
+    SlurmAccount.objects.create(
+        organization=Organization.objects.order_by("pk").first(), account="acme"
+    )
 
 
 @pytest.fixture

@@ -26,6 +26,8 @@ from rest_framework.test import APIClient
 from booking.models import Allocation, Booking, ContestedRound, Invitation, QuotaGrant
 from booking.services.api_keys import api_key_create
 from equipment.models import MaintenanceWindow
+from integrations.calendars.services import calendar_feed_create
+from integrations.webhooks.models import WebhookDelivery, WebhookEndpoint
 from testbed.choices import KeyScope
 from tests.conftest import client_for
 from tests.factories import (
@@ -125,6 +127,28 @@ def booking_create(p: str) -> str:
     return OK if _key_scope(p) == KeyScope.BOOKINGS_WRITE else FORBIDDEN
 
 
+def webhook_create(p: str) -> str:
+    """Each manager (and key with the scope) for their own organisation; operators read only."""
+    if p in ("manager", "outsider_manager", "outsider_key"):
+        return OK
+    return OK if _key_scope(p) == KeyScope.WEBHOOKS_MANAGE else FORBIDDEN
+
+
+def webhook_write(p: str) -> str:
+    """A's endpoint: A's managers and A's keys with `webhooks:manage`; operators only read."""
+    if p == "operator":
+        return FORBIDDEN
+    return a_object(KeyScope.WEBHOOKS_MANAGE, member=False)(p)
+
+
+def own_calendar_feed(p: str) -> str:
+    """A's member's own calendar feed: only they reach it; other people (operators too) find
+    nothing; keys never manage feeds."""
+    if p == "member":
+        return OK
+    return HIDDEN if p in PEOPLE else FORBIDDEN
+
+
 def invitation_answer(p: str) -> str:
     # The invitation is addressed to somebody else: nobody here may answer it.
     return HIDDEN if p in PEOPLE else FORBIDDEN
@@ -192,6 +216,22 @@ ROUTES = {
     ("invitation-list", "GET"): people_only,
     ("invitation-accept", "POST"): invitation_answer,
     ("invitation-decline", "POST"): invitation_answer,
+    ("calendar-feed-list", "GET"): people_only,  # each person's own feeds
+    ("calendar-feed-list", "POST"): people_only,
+    ("calendar-feed-detail", "GET"): own_calendar_feed,
+    ("calendar-feed-detail", "PATCH"): own_calendar_feed,
+    ("calendar-feed-detail", "DELETE"): own_calendar_feed,
+    ("calendar-feed-regenerate", "POST"): own_calendar_feed,
+    ("webhook-endpoint-list", "GET"): list_with_scope(KeyScope.WEBHOOKS_MANAGE),
+    ("webhook-endpoint-list", "POST"): webhook_create,
+    ("webhook-endpoint-detail", "GET"): a_object(KeyScope.WEBHOOKS_MANAGE, member=False),
+    ("webhook-endpoint-detail", "PATCH"): webhook_write,
+    ("webhook-endpoint-detail", "DELETE"): webhook_write,
+    ("webhook-endpoint-rotate-secret", "POST"): webhook_write,
+    ("webhook-endpoint-test", "POST"): webhook_write,
+    ("webhook-endpoint-deliveries", "GET"): a_object(KeyScope.WEBHOOKS_MANAGE, member=False),
+    ("webhook-endpoint-delivery", "GET"): a_object(KeyScope.WEBHOOKS_MANAGE, member=False),
+    ("webhook-endpoint-redeliver", "POST"): webhook_write,
 }
 
 
@@ -308,6 +348,14 @@ def world(operator, org, other_org, manager, member):
     window = MaintenanceWindow.objects.create(
         unit=unit, start=aware(2027, 5, 1, 9), end=aware(2027, 5, 1, 18), reason="점검"
     )
+    hook = WebhookEndpoint.objects.create(
+        organization=org, url="https://hooks.acme.example/testbed", secret="whsec_" + "A" * 44,
+        event_types=["booking.confirmed"], description="acme secret purpose",
+    )  # fmt: skip
+    hook_delivery = WebhookDelivery.objects.create(
+        endpoint=hook, event_id="evt_isolation", event_type="booking.confirmed", body="{}"
+    )
+    calendar_feed, _raw = calendar_feed_create(actor=member, scope="user", channel="web")
     invitee = UserFactory(username="invitee")
     invitation = Invitation.objects.create(organization=org, user=invitee, invited_by=manager)
     keys = {}
@@ -347,7 +395,10 @@ def world(operator, org, other_org, manager, member):
             "maintenance-window": window.pk,
             "round": round_.pk,
             "invitation": invitation.pk,
+            "calendar-feed": calendar_feed.pk,
+            "webhook-endpoint": hook.pk,
         },
+        "delivery_id": hook_delivery.pk,
         "slug": org.slug,
         "key_id": some_key.pk,
     }
@@ -358,6 +409,8 @@ def world(operator, org, other_org, manager, member):
 
 BASES = ("booking", "quota-grant", "maintenance-window", "round", "invitation")
 BASES += ("center", "equipment-type", "pool", "organization")
+BASES += ("calendar-feed",)
+BASES += ("webhook-endpoint",)
 
 
 def _path(route: Route, kwargs: dict) -> str:

@@ -271,7 +271,10 @@ def start_worker(
     paused = [w for w in _running if w.alive()] if exclusive else []
     _set_consuming(paused, consuming=False)
     if purge:
+        from booking.services.wakeup import flags_clear
+
         app.control.purge()
+        flags_clear()  # the purged tasks held them: no decider would be queued until they expire
 
     args = [
         sys.executable, "-m", "celery", "-A", "testbed", "worker",
@@ -297,8 +300,13 @@ def start_worker(
         worker.ping(timeout=ready_timeout)
         yield worker
     finally:
+        from booking.services.wakeup import flags_clear
+
         _running.remove(worker)
         worker.stop()
+        # Tasks it had reserved come back only after the broker's visibility timeout (an hour):
+        # the flags they held must not keep the next test's bookings waiting for them.
+        flags_clear()
         _set_consuming(paused, consuming=True)
 
 

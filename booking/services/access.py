@@ -161,6 +161,39 @@ def access_organization_api_keys(*, actor, slug: str) -> Organization:
     return access_organization_to_edit(actor=actor, slug=slug)
 
 
+def access_organization_webhooks(*, actor, slug: str, write: bool = False) -> Organization:
+    """Webhook endpoints and their delivery log: the organisation's managers and its keys with
+    `webhooks:manage`. Operators read them (to see failing endpoints) but never change them: the
+    endpoint's URL and secret are the organisation's own."""
+    org = access_organization(actor=actor, slug=slug)
+    if is_operator(actor):
+        if write:
+            raise PermissionDenied(
+                "Operators see webhook endpoints but only the organisation's managers change them."
+            )
+        return org
+    if api_key_of(actor) is not None:
+        check_scope(actor, KeyScope.WEBHOOKS_MANAGE)
+        return org
+    if role_in(actor, org) != Role.MANAGER:
+        raise PermissionDenied(
+            "Only managers see and change webhook endpoints: ask your organisation's manager."
+        )
+    return org
+
+
+def webhook_organization_ids(actor):
+    """None for operators (all); else the organisations whose webhooks the actor manages."""
+    key = api_key_of(actor)
+    if key is not None:
+        return [key.organization_id] if KeyScope.WEBHOOKS_MANAGE in key.scopes else []
+    if is_operator(actor):
+        return None
+    if not (actor and actor.is_authenticated):
+        return []
+    return Membership.objects.filter(user=actor, role=Role.MANAGER).values("organization_id")
+
+
 def check_organization_fields(*, actor, organization: Organization, fields: dict) -> None:
     """Refuse, naming the field, any change a non-operator asks for to an operator-only attribute."""
     if is_operator(actor):

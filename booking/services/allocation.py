@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from booking import events
@@ -50,6 +50,7 @@ from booking.services.moves import Move, move_complete, move_obstacle, moves_loc
 from booking.services.placement import BatchResource, alternatives_for
 from booking.services.quotas import QuotaExceeded, lock_grants, quota_release, quota_reserve
 from booking.services.resources import buffer_of
+from booking.services.wakeup import flag_drop, flag_renew, flag_take, in_shard
 from equipment.models import AcceleratorPool, EquipmentType
 from testbed.audit import audit_entry
 from testbed.choices import Channel
@@ -92,15 +93,32 @@ def _locking_enabled() -> bool:
     return getattr(settings, "TESTBED_ALLOCATION_LOCKING", True)
 
 
-def _claim(booking_id: int, limit: int) -> tuple[str | None, list[Booking]]:
-    """Lock the booking asked for, then up to limit-1 other pending ones nobody else holds.
+def _pending(shard: int | None) -> QuerySet[Booking]:
+    """Pending bookings a decider may take uninvited (of one shard): never those of contested
+    rounds, which wait for their round."""
+    pending = Booking.objects.filter(status=BookingStatus.PENDING, round__isnull=True)
+    return in_shard(pending, shard) if shard is not None else pending
 
-    Returns the asked-for booking's status (None if it does not exist) and the batch, oldest
-    first (empty when the asked-for booking is decided already). The asked-for row is waited for
-    (under the lock timeout); the others are taken with SKIP LOCKED, so concurrent workers split
-    the queue instead of queueing behind one another. Bookings of contested rounds wait for
-    their round and are never taken uninvited.
+
+def _claim(
+    booking_id: int | None, limit: int, shard: int | None = None
+) -> tuple[str | None, list[Booking]]:
+    """Lock the booking asked for (if any), then other pending ones nobody else holds, up to `limit`.
+
+    Returns the asked-for booking's status (None if it does not exist or none was asked for) and
+    the batch, oldest first (empty when the asked-for booking is decided already, or the shard
+    has nothing pending that is free). The asked-for row is waited for (under the lock timeout);
+    the others are taken with SKIP LOCKED, so concurrent workers split the queue instead of
+    queueing behind one another. A shard's batch is claimed and read in one statement.
     """
+    if booking_id is None:
+        batch = (
+            _pending(shard)
+            .select_for_update(skip_locked=True, of=("self",))
+            .select_related("user")
+            .order_by("pk")[:limit]
+        )
+        return None, list(batch)
     status = (
         Booking.objects.select_for_update()
         .filter(pk=booking_id)
@@ -113,8 +131,8 @@ def _claim(booking_id: int, limit: int) -> tuple[str | None, list[Booking]]:
     ids = [booking_id]
     if limit > 1:
         ids += (
-            Booking.objects.select_for_update(skip_locked=True)
-            .filter(status=BookingStatus.PENDING, round__isnull=True)
+            _pending(shard)
+            .select_for_update(skip_locked=True)
             .exclude(pk=booking_id)
             .order_by("pk")
             .values_list("pk", flat=True)[: limit - 1]
@@ -323,21 +341,36 @@ def _audit(outcomes: list[_Outcome]) -> None:
     )
 
 
-def _decide(booking_id: int, *, now: dt.datetime, limit: int, failed: dict[int, str]) -> str:
-    """Decide the booking asked for, and the other pending bookings claimed with it (up to
-    `limit` in all), in one durable transaction under the locking rule. Bookings in `failed`
-    (whose decision raised in an earlier pass) are rejected as internal errors, not decided.
-    Returns the asked-for booking's status; raises _DecisionFailed when one booking's decision
-    raises (the transaction is rolled back: the caller decides the batch again without it)."""
+def _decide(
+    booking_id: int | None,
+    *,
+    now: dt.datetime,
+    limit: int,
+    failed: dict[int, str],
+    shard: int | None = None,
+    claimed: list[int] | None = None,
+) -> tuple[str, int]:
+    """Decide the booking asked for (if any), and the other pending bookings claimed with it (of
+    `shard`, up to `limit` in all), in one durable transaction under the locking rule. Bookings
+    in `failed` (whose decision raised in an earlier pass), or that failed too often already,
+    are rejected as internal errors, not decided. Returns the asked-for booking's status and how
+    many bookings were decided; raises _DecisionFailed when one booking's decision raises (the
+    transaction is rolled back: the caller decides the batch again without it). The ids claimed
+    are appended to `claimed`, for the caller's error handling."""
     outcomes: list[_Outcome] = []
     with transaction.atomic(durable=True):
         set_lock_timeout(settings.TESTBED_LOCK_TIMEOUT_MS)
-        status, batch = _claim(booking_id, limit)
-        if status is None:
+        status, batch = _claim(booking_id, limit, shard)
+        if booking_id is not None and status is None:
             logger.warning("allocate: booking %s does not exist (deleted?)", booking_id)
-            return "missing"
+            return "missing", 0
         if not batch:
-            return status  # decided already: a task delivered twice changes nothing
+            return status or "", 0  # decided already: a task delivered twice changes nothing
+        if claimed is not None:
+            claimed.extend(b.pk for b in batch)
+        for b in batch:
+            if b.allocation_attempts >= MAX_ALLOCATION_ATTEMPTS and b.pk not in failed:
+                failed[b.pk] = f"gave up after {b.allocation_attempts} failed attempts"
         to_decide = [b for b in batch if b.pk not in failed]
         # The old bookings of moves are booking rows too: locked next, before any resource.
         moves = moves_lock(to_decide)
@@ -401,7 +434,8 @@ def _decide(booking_id: int, *, now: dt.datetime, limit: int, failed: dict[int, 
         _on_commit_tell(outcomes)
     if len(outcomes) > 1:
         logger.info("allocate: decided %d bookings in one transaction", len(outcomes))
-    return next(o.status for o in outcomes if o.booking.pk == booking_id)
+    asked = next((o.status for o in outcomes if o.booking.pk == booking_id), "")
+    return asked, len(outcomes)
 
 
 def _flush(rows: list[Allocation]) -> None:
@@ -482,7 +516,7 @@ def booking_allocate(*, booking_id: int, attempts: int = 5) -> str:
     races = 0
     while True:
         try:
-            return _decide(booking_id, now=timezone.now(), limit=limit, failed=failed)
+            return _decide(booking_id, now=timezone.now(), limit=limit, failed=failed)[0]
         except _DecisionFailed as exc:
             logger.exception(
                 "allocate: deciding booking %s raised; rejecting it and deciding the rest again",
@@ -527,3 +561,82 @@ def booking_allocate(*, booking_id: int, attempts: int = 5) -> str:
                 "allocate: booking %s cannot be decided even alone; rejecting it", booking_id
             )
             return _reject_failed(booking_id, error=_summary(exc), now=timezone.now())
+
+
+def _decide_shard_batch(shard: int, *, attempts: int = 5) -> int:
+    """Claim and decide one batch of the shard's pending bookings; how many were decided (0: none
+    free to claim). The same isolation as booking_allocate: a booking whose decision raises is
+    rejected as `internal_error` and the rest decided again; a batch that fails otherwise goes
+    one booking at a time, and a booking that fails even alone is rejected."""
+    failed: dict[int, str] = {}
+    limit = settings.TESTBED_ALLOCATION_BATCH
+    races = 0
+    while True:
+        claimed: list[int] = []
+        try:
+            return _decide(
+                None,
+                now=timezone.now(),
+                limit=limit,
+                failed=failed,
+                shard=shard,
+                claimed=claimed,
+            )[1]
+        except _DecisionFailed as exc:
+            logger.exception(
+                "allocate: deciding booking %s raised; rejecting it and deciding the rest again",
+                exc.booking_id,
+            )
+            failed[exc.booking_id] = _summary(exc.__cause__)
+            if len(failed) >= MAX_FAILED_PER_TASK:
+                limit = 1
+        except IntegrityError as exc:
+            races += 1
+            logger.info("allocate shard %s: constraint stopped a double booking (%s)", shard, exc)
+            if races >= attempts:
+                raise AllocationBusy(str(exc)) from exc
+        except (OperationalError, InterfaceError) as exc:
+            if isinstance(exc, OperationalError) and "lock" in str(exc).lower():
+                raise AllocationBusy(str(exc)) from exc
+            if limit > 1 and claimed:
+                logger.warning("allocate shard %s: batch failed (%s), one at a time", shard, exc)
+                limit = 1
+                continue
+            for booking_id in claimed:
+                _count_failed_attempt(booking_id)
+            raise
+        except Exception as exc:
+            if limit > 1 and claimed:
+                logger.exception("allocate shard %s: a batch raised; one at a time now", shard)
+                limit = 1
+                continue
+            if not claimed:
+                raise  # before any booking was claimed: nothing to blame, the task fails
+            logger.exception("allocate: booking %s cannot be decided even alone", claimed[0])
+            _reject_failed(claimed[0], error=_summary(exc), now=timezone.now())
+            return 1
+
+
+def _has_free_pending(shard: int) -> bool:
+    """Is anything pending in the shard that no other decider holds right now?"""
+    with transaction.atomic():
+        free = _pending(shard).select_for_update(skip_locked=True, of=("self",)).order_by()
+        return bool(list(free.values_list("pk", flat=True)[:1]))
+
+
+def allocation_run_shard(shard: int) -> int:
+    """The body of the `allocate_shard` task: decide the shard until nothing is pending, then hand
+    the flag back without losing a wake-up (the protocol of booking/services/wakeup.py). Returns
+    how many bookings it decided."""
+    decided = 0
+    while True:
+        while True:
+            flag_renew(shard)
+            done = _decide_shard_batch(shard)
+            decided += done
+            if done == 0:
+                break
+        flag_drop(shard)
+        # Anything committed before a web process lost the SET NX is visible here.
+        if not _has_free_pending(shard) or not flag_take(shard):
+            return decided

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
 from collections.abc import Iterable
 
 from django.db import transaction
@@ -43,12 +44,12 @@ from booking.services.quotas import quota_release, quota_settle
 # Requesting a booking (its policy checks and the store step) lives in requests.py; these names
 # stay importable from here, where the lifecycle has always been.
 from booking.services.requests import (  # noqa: F401
-    _enqueue_allocation,
     booking_check,
     booking_request,
     check_qualification,
 )
 from booking.services.resources import buffer_of
+from booking.services.wakeup import allocation_wake_forced, shard_of
 from testbed.audit import audit_record
 from testbed.choices import Channel
 from testbed.db import sweep_step
@@ -79,6 +80,8 @@ _EVENTS = {
 }
 CANCELLABLE = (BookingStatus.PENDING, BookingStatus.AWAITING_APPROVAL, BookingStatus.CONFIRMED)
 UNDECIDED = (BookingStatus.PENDING, BookingStatus.AWAITING_APPROVAL)
+
+logger = logging.getLogger(__name__)
 
 
 def _transition(
@@ -456,14 +459,31 @@ def bookings_complete_ended(*, now: dt.datetime | None = None) -> int:
 
 
 def bookings_requeue_lost(*, older_than: dt.timedelta, now: dt.datetime | None = None) -> list[int]:
-    """`pending` bookings whose allocation task was lost (never delivered, worker died): queue again."""
+    """`pending` bookings whose decider was lost (task never delivered, worker died holding the
+    shard's flag): queue their shards' tasks again, whatever the flags say. Returns their ids."""
     now = now or timezone.now()
-    ids = list(
+    rows = list(
         Booking.objects.filter(status=BookingStatus.PENDING, created_at__lt=now - older_than)
         .filter(Q(round__isnull=True) | Q(round__allocated_at__isnull=False))
         .order_by("created_at")
-        .values_list("pk", flat=True)[:1000]
+        .values_list("pk", "equipment_type_id", "pool_id", "round_id")[:1000]
     )
-    for booking_id in ids:
-        _enqueue_allocation(booking_id)
-    return ids
+    shards: set[int] = set()
+    for booking_id, type_id, pool_id, round_id in rows:
+        if round_id is not None:
+            # A round's booking is never claimed uninvited by a shard's decider: its own task.
+            _enqueue_booking(booking_id)
+        else:
+            shards.add(shard_of(equipment_type_id=type_id, pool_id=pool_id))
+    for shard in sorted(shards):
+        allocation_wake_forced(shard)
+    return [row[0] for row in rows]
+
+
+def _enqueue_booking(booking_id: int) -> None:
+    from booking.tasks import allocate_booking
+
+    try:
+        allocate_booking.delay(booking_id)
+    except Exception:  # broker down: the next sweep tries again
+        logger.exception("could not queue allocation of booking %s", booking_id)

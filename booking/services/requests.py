@@ -31,6 +31,7 @@ from booking.services.resources import (
     resource_for_code,
     resource_maintenance,
 )
+from booking.services.wakeup import allocation_wake, shard_of
 from equipment.choices import UnitStatus
 from equipment.models import EquipmentType, EquipmentUnit
 from testbed.audit import audit_record
@@ -45,13 +46,10 @@ def _refuse(refusal: Refusal) -> ServiceError:
     return ServiceError(refusal.message, code=refusal.code, field=refusal.field, status=status)
 
 
-def _enqueue_allocation(booking_id: int) -> None:
-    from booking.tasks import allocate_booking
-
-    try:
-        allocate_booking.delay(booking_id)
-    except Exception:  # broker down: the pending sweeper re-queues it within a minute
-        logger.exception("could not queue allocation of booking %s", booking_id)
+def _enqueue_allocation(booking: Booking) -> None:
+    """After commit: wake the decider of the booking's shard (at most one task per shard is
+    queued at a time; booking/services/wakeup.py). Broker down: the pending sweep finds it."""
+    allocation_wake(shard_of(equipment_type_id=booking.equipment_type_id, pool_id=booking.pool_id))
 
 
 def check_qualification(*, user, equipment_type: EquipmentType, on: dt.date) -> None:
@@ -226,7 +224,7 @@ def booking_request(
             data={"round": contested.pk} if contested else None,
         )
         if contested is None:
-            transaction.on_commit(lambda: _enqueue_allocation(booking.pk), robust=True)
+            transaction.on_commit(lambda: _enqueue_allocation(booking), robust=True)
         # A booking in a contested round waits for the round's cutoff (rounds_allocate_due).
     return booking
 

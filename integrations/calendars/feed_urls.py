@@ -1,3 +1,9 @@
 """Public feed addresses (secret token in the path), included at /calendar/."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from integrations.calendars.views import calendar_feed
+
+urlpatterns = [
+    path("<str:token>.ics", calendar_feed, name="calendar-feed"),
+]

@@ -394,7 +394,7 @@ def test_two_concurrent_moves_of_one_booking_leave_one_pending_move(
 
     if connection.vendor != "postgresql":
         pytest.skip("row locks are PostgreSQL's")
-    monkeypatch.setattr("booking.services.requests._enqueue_allocation", lambda booking_id: None)
+    monkeypatch.setattr("booking.services.requests._enqueue_allocation", lambda booking: None)
     old = book(member, org, "HC-EMG", aware(2026, 12, 2, 10), aware(2026, 12, 2, 11))
     barrier = threading.Barrier(2)
     outcomes: list[str] = []

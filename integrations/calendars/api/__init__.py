@@ -1,0 +1,1 @@
+"""The calendar feeds' API: serializers and views (routes in integrations/calendars/urls.py)."""

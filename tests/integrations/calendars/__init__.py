@@ -1,0 +1,1 @@
+"""Tests of integrations.calendars: iCal feeds, their API and their portal page."""
