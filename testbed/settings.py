@@ -297,6 +297,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Two choice sets answer as `status` (bookings, webhook deliveries): name each one.
+    "ENUM_NAME_OVERRIDES": {
+        "BookingStatusEnum": "booking.choices.BookingStatus",
+        "WebhookDeliveryStatusEnum": "integrations.webhooks.models.DeliveryStatus",
+    },
     # Error responses (problem+json) for every operation, and fixes where the generated schema
     # and what is sent disagree (testbed/api/schema.py).
     "POSTPROCESSING_HOOKS": [
@@ -420,6 +425,8 @@ TESTBED_ALLOCATION_BATCH = env_int("TESTBED_ALLOCATION_BATCH", 32, minimum=1)
 # allocation task at a time, woken through a Redis flag that expires after FLAG_TTL seconds
 # unless its task renews it (booking/services/wakeup.py, docs/allocation.md).
 TESTBED_ALLOCATION_SHARDS = env_int("TESTBED_ALLOCATION_SHARDS", 4, minimum=1)
+# Off: every commit queues a task (no flag); only for drills that need concurrent deciders.
+TESTBED_ALLOCATION_COALESCE = env_bool("TESTBED_ALLOCATION_COALESCE", True)
 TESTBED_ALLOCATION_FLAG_TTL = env_int("TESTBED_ALLOCATION_FLAG_TTL", 10, minimum=1)
 # The address users reach the portal at (links in webhook bodies, calendar feeds, emails).
 TESTBED_PUBLIC_URL = env_str("PUBLIC_URL", "").rstrip("/")

@@ -148,6 +148,9 @@ class BookingSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(AllocationOutSerializer(many=True))
     def get_allocations(self, obj: Booking) -> list[dict]:
+        published = getattr(obj, "published_allocations", None)
+        if published is not None:  # the worker's decision, as it published it (views.create)
+            return published
         return [
             {
                 "unit": a.unit.code if a.unit else None,

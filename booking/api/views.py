@@ -4,10 +4,13 @@ organizations.py and quotas.py next to it."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
+from django.db import DatabaseError
 from django.db.models import Prefetch, prefetch_related_objects
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from redis.exceptions import RedisError
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -36,7 +39,7 @@ from booking.services.access import (
     check_can_change_booking,
     check_can_use_booking,
 )
-from booking.services.decisions import decision_listen, decision_wait
+from booking.services.decisions import decision_await, decision_listen, decision_wait
 from booking.services.idempotency import idempotent_create, request_fingerprint
 from booking.services.maintenance import maintenance_target_for, maintenance_window_create
 from booking.services.moves import booking_move
@@ -66,6 +69,34 @@ EXPORT_COLUMNS = [
     "final_price_krw",
     "created_at",
 ]
+
+
+def _apply_decision(booking: Booking, wait: float, *, listened: bool) -> bool:
+    """Wait for the booking's decision and put it on the booking in hand. True when the decision
+    came whole from the worker's message (the answer needs no read); False when only its status
+    is known (then re-read: the decided fields) or the wait failed (then still `pending`)."""
+    try:
+        decision = decision_await(booking.pk, wait, listened=listened)
+        if "allocations" not in decision:
+            if decision.get("status") not in (None, BookingStatus.PENDING):
+                booking.refresh_from_db(fields=DECISION_FIELDS)
+            return False
+    except (DatabaseError, RedisError):
+        logger.warning("booking %s: waiting for its decision failed", booking.pk, exc_info=True)
+        return False
+    booking.status = decision["status"]
+    booking.over_quota = bool(decision.get("over_quota"))
+    booking.rejection_code = decision.get("rejection_code", "")
+    booking.rejection_detail = decision.get("rejection_detail", "")
+    booking.alternatives = decision.get("alternatives", [])
+    booking.updated_at = dt.datetime.fromisoformat(decision["updated_at"])
+    booking.published_allocations = decision["allocations"]  # type: ignore[attr-defined]
+    return True
+
+
+logger = logging.getLogger(__name__)
+
+
 # What the allocation worker writes on a booking; re-read after `Prefer: wait`.
 DECISION_FIELDS = [
     "status",
@@ -221,16 +252,23 @@ class BookingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             create=create,
         )
         headers = {"Location": f"/api/v1/bookings/{booking_id}"}
+        if not made:  # an idempotent repeat: read the first result as any other
+            booking = booking_list(user=request.user, auth=request.auth).get(pk=booking_id)
+            return Response(
+                BookingSerializer(booking).data, status=status.HTTP_201_CREATED, headers=headers
+            )
+        # The booking just created is in hand with its organisation, user and resource. It is
+        # committed: from here on, a failure to learn its decision (the database or Redis going
+        # away) answers 201 `pending`, never an error that would make a client book again.
+        booking = made[0]
+        booking.affected_by_maintenance = None
         if wait:
-            decision_wait(booking_id, wait, listened=listened and bool(made))
             headers["Preference-Applied"] = f"wait={wait:g}"
-        if made:
-            # The booking just created is in hand with its organisation, user and resource: only
-            # what the worker may have changed is read back (no multi-join query on the hot path).
-            booking = made[0]
-            if wait:
-                booking.refresh_from_db(fields=DECISION_FIELDS)
-            booking.affected_by_maintenance = None
+            if _apply_decision(booking, wait, listened=listened):
+                return Response(
+                    BookingSerializer(booking).data, status=status.HTTP_201_CREATED, headers=headers
+                )
+        try:
             if booking.status in (BookingStatus.PENDING, BookingStatus.REJECTED):
                 # A booking this young has never held a unit or device.
                 booking._prefetched_objects_cache = {"allocations": Allocation.objects.none()}
@@ -244,8 +282,10 @@ class BookingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
                         queryset=Allocation.objects.select_related(*joins).order_by("pk"),
                     ),
                 )
-        else:  # an idempotent repeat: read the first result as any other
-            booking = booking_list(user=request.user, auth=request.auth).get(pk=booking_id)
+        except DatabaseError:
+            logger.warning("booking %s: decision unreadable, answering pending", booking.pk)
+            booking.status = BookingStatus.PENDING
+            booking._prefetched_objects_cache = {"allocations": Allocation.objects.none()}
         return Response(
             BookingSerializer(booking).data, status=status.HTTP_201_CREATED, headers=headers
         )
@@ -331,6 +371,11 @@ class BookingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return self._act(request, booking_services.booking_check_out, check=check_can_use_booking)
 
 
+# Most fitting windows one answer lists (a 31-day window of 15-minute slots has 2,976 starts);
+# `fits_next_start` then says where to ask again.
+MAX_FITS = 1000
+
+
 class AvailabilityQuerySerializer(serializers.Serializer):
     resource = serializers.CharField()
     start = AwareDateTimeField()
@@ -361,6 +406,9 @@ class AvailabilityQuerySerializer(serializers.Serializer):
             "capacity": serializers.IntegerField(),
             "timeline": serializers.ListField(child=serializers.DictField()),
             "fits": serializers.ListField(child=serializers.DictField()),
+            "fits_total": serializers.IntegerField(),
+            "fits_truncated": serializers.BooleanField(),
+            "fits_next_start": serializers.DateTimeField(allow_null=True),
         },
     ),
 )
@@ -383,6 +431,7 @@ class AvailabilityView(APIView):
             duration=duration,
         )
         iso = AwareDateTimeField().to_representation
+        fits = result["fits"]
         return Response(
             {
                 "resource": resource.code,
@@ -393,7 +442,11 @@ class AvailabilityView(APIView):
                     {"start": iso(s), "end": iso(e), "free": free}
                     for s, e, free in result["timeline"]
                 ],
-                "fits": [{"start": iso(s), "end": iso(e)} for s, e in result["fits"]],
+                "fits": [{"start": iso(s), "end": iso(e)} for s, e in fits[:MAX_FITS]],
+                # The whole window was searched; past MAX_FITS the answer says how to go on.
+                "fits_total": len(fits),
+                "fits_truncated": len(fits) > MAX_FITS,
+                "fits_next_start": iso(fits[MAX_FITS][0]) if len(fits) > MAX_FITS else None,
             }
         )
 

@@ -51,7 +51,7 @@ from booking.services.placement import BatchResource, alternatives_for
 from booking.services.quotas import QuotaExceeded, lock_grants, quota_release, quota_reserve
 from booking.services.resources import buffer_of
 from booking.services.wakeup import flag_drop, flag_renew, flag_take, in_shard
-from equipment.models import AcceleratorPool, EquipmentType
+from equipment.models import AcceleratorPool, Device, EquipmentType, EquipmentUnit
 from testbed.audit import audit_entry
 from testbed.choices import Channel
 from testbed.db import set_lock_timeout
@@ -182,6 +182,9 @@ class _Outcome:
     targets: list[int] = field(default_factory=list)
     rejection: tuple[str, str] | None = None
     error: str | None = None  # why deciding it raised (INTERNAL_ERROR only)
+    alternatives: list[dict] = field(default_factory=list)
+    over_quota: bool = False
+    node_of: dict[int, int] | None = None  # device → node, for pool placements
 
 
 def _decide_one(
@@ -253,7 +256,9 @@ def _decide_one(
             _flush(pending_rows)  # alternatives read the rows this batch placed so far
             alternatives = alternatives_for(resource, booking, now=now, freeing=freeing)
         _write_rejection(booking, code=code, detail=detail, alternatives=alternatives, now=now)
-        return _Outcome(booking, BookingStatus.REJECTED, rejection=rejection), False
+        outcome = _Outcome(booking, BookingStatus.REJECTED, rejection=rejection)
+        outcome.alternatives = alternatives
+        return outcome, False
     assert placed is not None
     targets, node_of = placed
     end = add_clipped(booking.end, buffer_of(resource))
@@ -279,7 +284,7 @@ def _decide_one(
         entry.release(freeing)
     entry.hold(targets, booking.start, end)
     pending_rows.extend(rows)
-    return _Outcome(booking, new_status, targets=targets), over_quota
+    return _Outcome(booking, new_status, targets=targets, node_of=node_of), over_quota
 
 
 def _write_rejection(
@@ -304,10 +309,56 @@ def _event_of(outcome: _Outcome) -> str:
     return events.BOOKING_MOVED if outcome.booking.replaces_id else events.BOOKING_CONFIRMED
 
 
-def _on_commit_tell(outcomes: list[_Outcome]) -> None:
+def _published(outcomes: list[_Outcome], now: dt.datetime) -> dict[int, dict]:
+    """Each booking's decision as its API answer needs it (booking/api/views.py answers a
+    `Prefer: wait` from this without reading the booking again): at most two reads for the
+    whole batch, of the chosen units' codes and devices' names."""
+    units = [t for o in outcomes if o.node_of is None for t in o.targets]
+    devices = [t for o in outcomes if o.node_of is not None for t in o.targets]
+    unit_code = dict(EquipmentUnit.objects.filter(pk__in=units).values_list("pk", "code"))
+    device_label = {
+        pk: {"node": hostname, "device": str(uuid), "device_index": index}
+        for pk, hostname, uuid, index in Device.objects.filter(pk__in=devices).values_list(
+            "pk", "node__hostname", "uuid", "index"
+        )
+    }
+    empty = {"unit": None, "node": None, "device": None, "device_index": None}
+    decided: dict[int, dict] = {}
+    for o in outcomes:
+        decision: dict = {
+            "status": o.status,
+            "over_quota": o.over_quota,
+            "updated_at": now.isoformat(),
+            "allocations": [
+                {**empty, "unit": unit_code.get(t)}
+                if o.node_of is None
+                else {**empty, **device_label.get(t, {})}
+                for t in o.targets
+            ],
+        }
+        if o.rejection is not None:
+            decision |= {
+                "rejection_code": o.rejection[0],
+                "rejection_detail": o.rejection[1][:500],
+                "alternatives": o.alternatives,
+            }
+        decided[o.booking.pk] = decision
+    return decided
+
+
+def _publish(outcomes: list[_Outcome], now: dt.datetime) -> None:
+    try:
+        decisions = _published(outcomes, now)
+    except Exception:  # the row is the truth: waiters read it
+        logger.warning("could not describe the decisions; publishing statuses", exc_info=True)
+        decisions = {o.booking.pk: {"status": o.status} for o in outcomes}
+    decisions_publish(decisions)
+
+
+def _on_commit_tell(outcomes: list[_Outcome], now: dt.datetime | None = None) -> None:
     """After commit: wake waiting requests, email the bookers, alert operators of failures."""
-    statuses = {o.booking.pk: o.status for o in outcomes}
-    transaction.on_commit(lambda: decisions_publish(statuses), robust=True)
+    decided_at = now or timezone.now()
+    transaction.on_commit(lambda: _publish(outcomes, decided_at), robust=True)
     by_event: dict[str, list[int]] = defaultdict(list)
     for outcome in outcomes:
         by_event[_event_of(outcome)].append(outcome.booking.pk)
@@ -418,6 +469,7 @@ def _decide(
             except Exception as exc:
                 raise _DecisionFailed(booking.pk) from exc
             if outcome.status != BookingStatus.REJECTED:
+                outcome.over_quota = over_quota
                 confirmed[(outcome.status, over_quota)].append(booking.pk)
             outcomes.append(outcome)
 
@@ -431,7 +483,7 @@ def _decide(
                 allocation_attempts=F("allocation_attempts") + 1,
             )
         _audit(outcomes)
-        _on_commit_tell(outcomes)
+        _on_commit_tell(outcomes, now)
     if len(outcomes) > 1:
         logger.info("allocate: decided %d bookings in one transaction", len(outcomes))
     asked = next((o.status for o in outcomes if o.booking.pk == booking_id), "")

@@ -1,7 +1,8 @@
 """Telling waiting requests that a booking was decided.
 
-The worker publishes `"<booking id> <status>"` on one Redis channel after its transaction
-commits. Each web process keeps one subscription to it, in a background thread, and wakes the
+The worker publishes `"<booking id> <decision JSON>"` (status, rejection, allocations: what the
+booking's API answer needs; `"<booking id> <status>"` from older workers) on one Redis channel
+after its transaction commits, so the request answers from it without reading the booking again. Each web process keeps one subscription to it, in a background thread, and wakes the
 requests waiting with `Prefer: wait=N` on the bookings they created: no Redis connection, no
 subscribe and no database read per request. The listener also remembers the last few thousand
 decisions, so a decision that arrives before its request starts waiting is not missed.
@@ -11,11 +12,13 @@ no transaction while it waits.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from functools import lru_cache
 
 from django.conf import settings
@@ -38,26 +41,31 @@ def _redis():
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2)
 
 
-def decisions_publish(outcomes: dict[int, str]) -> None:
-    """Publish the decisions of a batch (booking id → status) in one round trip, after commit."""
+Decision = dict  # {"status": ..., and when the worker sent them: the decided fields}
+
+
+def decisions_publish(outcomes: Mapping[int, str | Decision]) -> None:
+    """Publish the decisions of a batch (booking id → status, or the decision with its status) in
+    one round trip, after commit."""
     client = _redis()
     if client is None or not outcomes:
         return
     try:
         pipe = client.pipeline(transaction=False)
-        for booking_id, status in outcomes.items():
-            pipe.publish(CHANNEL, f"{booking_id} {status}")
+        for booking_id, decision in outcomes.items():
+            text = decision if isinstance(decision, str) else json.dumps(decision, default=str)
+            pipe.publish(CHANNEL, f"{booking_id} {text}")
         pipe.execute()
     except Exception:  # waiting clients fall back to reading the row
         logger.warning("could not publish the decisions of %s", sorted(outcomes), exc_info=True)
 
 
 class _Waiter:
-    __slots__ = ("event", "status")
+    __slots__ = ("event", "decision")
 
     def __init__(self) -> None:
         self.event = threading.Event()
-        self.status: str | None = None
+        self.decision: Decision | None = None
 
 
 class _Listener:
@@ -69,7 +77,7 @@ class _Listener:
         self.lock = threading.Lock()
         self.ready = threading.Event()  # subscribed: decisions published from now on arrive
         self.waiters: dict[int, list[_Waiter]] = {}
-        self.recent: OrderedDict[int, str] = OrderedDict()
+        self.recent: OrderedDict[int, Decision] = OrderedDict()
         self.thread = threading.Thread(target=self._run, name="booking-decisions", daemon=True)
         self.thread.start()
 
@@ -100,17 +108,20 @@ class _Listener:
 
     def _deliver(self, data: bytes | str) -> None:
         text = data.decode() if isinstance(data, bytes) else str(data)
-        raw_id, _, status = text.partition(" ")
+        raw_id, _, rest = text.partition(" ")
         try:
             booking_id = int(raw_id)
+            decision = json.loads(rest) if rest.startswith("{") else {"status": rest}
+            if not isinstance(decision, dict) or not isinstance(decision.get("status"), str):
+                return
         except ValueError:
             return
         with self.lock:
-            self.recent[booking_id] = status
+            self.recent[booking_id] = decision
             if len(self.recent) > REMEMBERED:
                 self.recent.popitem(last=False)
             for waiter in self.waiters.pop(booking_id, ()):
-                waiter.status = status
+                waiter.decision = decision
                 waiter.event.set()
 
     def expect(self, booking_id: int) -> _Waiter:
@@ -118,7 +129,7 @@ class _Listener:
         with self.lock:
             known = self.recent.get(booking_id)
             if known is not None:
-                waiter.status = known
+                waiter.decision = known
                 waiter.event.set()
             else:
                 self.waiters.setdefault(booking_id, []).append(waiter)
@@ -169,7 +180,13 @@ def _status(booking_id: int) -> str | None:
 
 
 def decision_wait(booking_id: int, seconds: float, *, listened: bool = False) -> str | None:
-    """Block up to `seconds` until the booking leaves `pending`; its status then (or still pending).
+    """Block up to `seconds` until the booking leaves `pending`; its status then (or still pending)."""
+    return decision_await(booking_id, seconds, listened=listened)["status"]
+
+
+def decision_await(booking_id: int, seconds: float, *, listened: bool = False) -> Decision:
+    """Block up to `seconds` until the booking leaves `pending`: the decision as the worker
+    published it (with the decided fields), or {"status": ...} as read from the row.
 
     `listened=True` says decision_listen() answered True before the booking was created, so no
     first read of the row is needed.
@@ -186,11 +203,11 @@ def decision_wait(booking_id: int, seconds: float, *, listened: bool = False) ->
             while status == BookingStatus.PENDING:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    return status
+                    return {"status": status}
                 if waiter.event.wait(min(left, SAFETY_POLL_SECONDS)):
-                    return waiter.status
+                    return waiter.decision or {"status": BookingStatus.PENDING}
                 status = _status(booking_id)
-            return status
+            return {"status": status}
         finally:
             listener.forget(booking_id, waiter)
     pause = 0.005
@@ -199,4 +216,4 @@ def decision_wait(booking_id: int, seconds: float, *, listened: bool = False) ->
         time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
         pause = min(pause * 1.5, 0.05)
         status = _status(booking_id)
-    return status
+    return {"status": status}

@@ -137,7 +137,7 @@ def test_it_confirms_exactly_k_when_a_pool_takes_k(live_server, celery_worker, b
     assert overlapping_pairs() == 0
 
 
-def test_it_still_never_double_books_with_the_lock_turned_off(live_server, booker):
+def test_it_still_never_double_books_with_the_lock_turned_off(live_server, booker, settings):
     """Control case: with the allocation lock off, workers race for real (the log shows the
     exclusion constraint refusing the losers' rows) and still exactly one booking wins."""
     one_unit_type("RACE-C")
@@ -148,6 +148,8 @@ def test_it_still_never_double_books_with_the_lock_turned_off(live_server, booke
         "TESTBED_DECIDE_DELAY_MS": "50",
         "TESTBED_ALLOCATION_BATCH": "1",
     }
+    # Every booking queues its own task (no coalescing flag), so deciders really run at once.
+    settings.TESTBED_ALLOCATION_COALESCE = False
     with start_worker(drill, concurrency=4, loglevel="info") as worker:
         races_seen = 0
         for day in range(6, 9):
