@@ -9,6 +9,7 @@ from django.db.models import Count, Q, QuerySet
 
 from equipment.choices import DeviceStatus, NodeStatus, UnitStatus
 from equipment.models import AcceleratorPool, EquipmentType, EquipmentUnit, Node
+from testbed import readcache
 
 
 def equipment_type_list() -> QuerySet[EquipmentType]:
@@ -58,7 +59,12 @@ def devices_per_node(shapes: list[dict[str, int]]) -> int:
 
 
 def resource_get(code: str) -> EquipmentType | AcceleratorPool | None:
-    """The equipment type or pool with this code (codes are unique across both)."""
+    """The equipment type or pool with this code (codes are unique across both); from the read
+    cache when it is on (testbed/readcache.py)."""
+    return readcache.get(("resource", code), lambda: _resource_read(code))
+
+
+def _resource_read(code: str) -> EquipmentType | AcceleratorPool | None:
     found = EquipmentType.objects.select_related("center").filter(code=code).first()
     if found is not None:
         return found

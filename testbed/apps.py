@@ -7,3 +7,8 @@ class TestbedConfig(AppConfig):
     name = "testbed"
     verbose_name = "Testbed core"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from testbed.readcache import connect_signals
+
+        connect_signals()

@@ -84,6 +84,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # One read of the read-mostly cache's generation per request (testbed/readcache.py).
+    "testbed.readcache.ReadCacheMiddleware",
     "django_permissions_policy.PermissionsPolicyMiddleware",
     "csp.middleware.CSPMiddleware",
     # 413 problem+json for an oversized API body before anything reads it (testbed/api/parsers.py).

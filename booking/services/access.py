@@ -15,10 +15,12 @@ testbed.api.permissions.KeyScopes, which asks `key_has_scope` here.
 
 from __future__ import annotations
 
+import copy
 import re
 
 from booking.choices import Role
 from booking.models import ApiKey, Booking, Membership, Organization
+from testbed import readcache
 from testbed.choices import KeyScope
 from testbed.errors import NotFound, PermissionDenied, ServiceError
 
@@ -221,14 +223,19 @@ def default_organization_for(actor) -> Organization:
     key = api_key_of(actor)
     if key is not None:
         return key.organization
-    memberships = list(
-        Membership.objects.filter(user=actor, organization__is_active=True)
-        .select_related("organization")
-        .order_by()[:2]  # only how many there are matters: no sort by name
+    memberships = readcache.get(
+        ("memberships", actor.pk),
+        lambda: [
+            (m.role, m.organization)
+            for m in Membership.objects.filter(user=actor, organization__is_active=True)
+            .select_related("organization")
+            .order_by()[:2]  # only how many there are matters: no sort by name
+        ],
     )
     if len(memberships) == 1:
-        org = memberships[0].organization
-        org._role_of = (actor.pk, memberships[0].role)  # type: ignore[attr-defined]
+        role, cached = memberships[0]
+        org = copy.copy(cached)  # this request's own: the role is remembered on it
+        org._role_of = (actor.pk, role)  # type: ignore[attr-defined]
         return org
     if len(memberships) > 1:
         raise ServiceError(

@@ -47,8 +47,8 @@ from booking.models import Allocation, Booking
 from booking.services import notifications
 from booking.services.decisions import decisions_publish
 from booking.services.moves import Move, move_complete, move_obstacle, moves_lock
-from booking.services.placement import BatchResource, alternatives_for
-from booking.services.quotas import QuotaExceeded, lock_grants, quota_release, quota_reserve
+from booking.services.placement import BatchResource, alternatives_for, load_batch
+from booking.services.quotas import QuotaBook, QuotaExceeded, quota_release
 from booking.services.resources import buffer_of
 from booking.services.wakeup import flag_drop, flag_renew, flag_take, in_shard
 from equipment.models import AcceleratorPool, Device, EquipmentType, EquipmentUnit
@@ -191,7 +191,7 @@ def _decide_one(
     booking: Booking,
     entry: BatchResource,
     *,
-    with_grants: set[int],
+    quotas: QuotaBook,
     now: dt.datetime,
     pending_rows: list[Allocation],
     move: Move | None = None,
@@ -241,11 +241,11 @@ def _decide_one(
                 "this window: pick one of the alternatives, or another time.",
             )
     over_quota = False
-    if rejection is None and booking.organization_id in with_grants:
+    if rejection is None and quotas.has_grants(booking.organization_id):
         try:
             # A move is judged as if the old booking's hold were released (it is, on success).
             credit = {"credit": move.credit} if move is not None else {}
-            over_quota = quota_reserve(booking=booking, resource=resource, now=now, **credit)
+            over_quota = quotas.reserve(booking=booking, resource=resource, now=now, **credit)
         except QuotaExceeded as exc:
             rejection = ("quota_exceeded", exc.message)
 
@@ -281,6 +281,7 @@ def _decide_one(
     if move is not None:
         # Before this booking's rows are written: they may overlap the old booking's own.
         move_complete(move, new=booking, now=now)
+        quotas.credit(move.credit)
         entry.release(freeing)
     entry.hold(targets, booking.start, end)
     pending_rows.extend(rows)
@@ -428,9 +429,8 @@ def _decide(
         resources = _resources(to_decide)
         # Then the organisations' quota grants, all of them at once and sorted by primary key,
         # so that two batches can never wait on each other's grants.
-        with_grants = lock_grants(organization_ids={b.organization_id for b in to_decide})
-        for entry in resources.values():
-            entry.load()
+        quotas = QuotaBook.open(organization_ids={b.organization_id for b in to_decide})
+        load_batch(list(resources.values()))
         if settings.TESTBED_DECIDE_DELAY_MS:
             time.sleep(settings.TESTBED_DECIDE_DELAY_MS / 1000)  # fault drill only (see settings)
 
@@ -459,7 +459,7 @@ def _decide(
                 outcome, over_quota = _decide_one(
                     booking,
                     resources[_key(booking)],
-                    with_grants=with_grants,
+                    quotas=quotas,
                     now=now,
                     pending_rows=pending_rows,
                     move=moves.get(booking.pk),
@@ -474,6 +474,7 @@ def _decide(
             outcomes.append(outcome)
 
         _flush(pending_rows)
+        quotas.flush()
         for (new_status, over_quota), ids in confirmed.items():
             Booking.objects.filter(pk__in=ids).update(
                 status=new_status,

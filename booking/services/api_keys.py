@@ -7,6 +7,8 @@ its organisation's rights limited to the key's scopes, whoever made the key.
 
 from __future__ import annotations
 
+import copy
+import datetime as dt
 import hashlib
 import secrets
 
@@ -17,9 +19,14 @@ from rest_framework import exceptions
 
 from booking.models import ApiKey, Organization
 from booking.services.access import bind_api_key
+from testbed import readcache
 from testbed.audit import audit_record
 from testbed.choices import LEGACY_KEY_SCOPES
 from testbed.errors import ServiceError
+
+# `last_used_at` is written at most this often per key and process.
+LAST_USED_PRECISION = dt.timedelta(minutes=1)
+_last_used_written: dict[int, dt.datetime] = {}
 
 
 def _hash(raw: str) -> str:
@@ -92,7 +99,14 @@ def api_key_authenticate(*, raw_key: str):
         raise exceptions.AuthenticationFailed(
             "This API key is malformed: copy it again from where it was shown."
         )
-    key = ApiKey.objects.select_related("user", "organization").filter(prefix=parts[1]).first()
+    key = readcache.get(
+        ("api-key", parts[1]),
+        lambda: (
+            ApiKey.objects.select_related("user", "organization").filter(prefix=parts[1]).first()
+        ),
+    )
+    if key is not None and key.user is not None:
+        key.user = copy.copy(key.user)  # this request's own: the access module marks it
     if key is None or not secrets.compare_digest(key.key_hash, _hash(raw_key)):
         raise exceptions.AuthenticationFailed(
             "This API key is not valid: ask your organisation manager for a new one."
@@ -109,6 +123,11 @@ def api_key_authenticate(*, raw_key: str):
         raise exceptions.AuthenticationFailed(
             "This API key has no active service account: make a new key."
         )
-    ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
+    now = timezone.now()
+    written = _last_used_written.get(key.pk) or key.last_used_at
+    if written is None or now - written > LAST_USED_PRECISION:
+        # Once a minute at most per process: not a write on every request.
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        _last_used_written[key.pk] = now
     bind_api_key(key.user, key)
     return key.user, key

@@ -9,7 +9,7 @@ The allocation batch (booking/services/allocation.py) decides the replacement li
 with three differences, all made here or in the modules named:
 - the old booking's allocations count as free for its replacement, so moving one hour later on
   the same GPU works (placement.BatchResource.place(freeing=...));
-- its quota is judged as if the old hold were released (quotas.quota_reserve(credit=...)), so an
+- its quota is judged as if the old hold were released (QuotaBook.reserve(credit=...)), so an
   organisation at its limit can still move a booking of the same size;
 - when it is confirmed, in the same transaction, `move_complete` cancels the old booking without
   fee or quota charge (hold released, allocations released, audit `booking.move` naming both

@@ -135,64 +135,85 @@ def grant_balances(grant_ids) -> dict[int, Balance]:
     }
 
 
-def lock_grants(*, organization_ids: set[int]) -> set[int]:
-    """Lock every quota grant of these organisations, sorted by primary key (the locking rule);
-    returns the organisations that have any grant (the others have nothing to reserve).
+@dataclass
+class QuotaBook:
+    """A batch's quota grants, locked and read once (all of the batch's organisations' grants,
+    by primary key, then their balances in one aggregate); each booking's hold is checked
+    against the running balances in memory and the holds are written in one insert (`flush`),
+    so a batch costs the same few statements however many bookings it decides. The grants are
+    locked after the resource rows (the locking rule), all at once, so two batches never wait on
+    each other's grants."""
 
-    A batch of decisions takes them all up front, so grants are never locked out of order.
-    """
-    if not organization_ids:
-        return set()
-    rows = (
-        QuotaGrant.objects.filter(organization_id__in=organization_ids)
-        .select_for_update()
-        .order_by("pk")
-        .values_list("organization_id", flat=True)
-    )
-    return set(rows)
+    grants: dict[int, list[QuotaGrant]]  # organisation id → its grants, by pk
+    remaining: dict[int, Decimal]  # grant id → what is left, as the batch goes
+    entries: list[QuotaLedgerEntry]
 
-
-def quota_reserve(
-    *, booking: Booking, resource, now: dt.datetime, credit: dict[int, Decimal] | None = None
-) -> bool:
-    """Lock the applicable grants and hold the booking's unit-hours on them.
-
-    Call inside the allocation transaction, after locking the resource row. Returns whether a
-    soft grant went over; raises QuotaExceeded when a hard grant would go below zero.
-    `credit` (grant id → hours) counts as free on those grants: a move's replacement is judged as
-    if the old booking's hold were released, which the caller does in the same transaction
-    when the replacement is confirmed (booking/services/moves.py).
-    """
-    grants = list(
-        grants_candidates(
-            organization_id=booking.organization_id,
-            resource=resource,
-            start=booking.start,
-            end=booking.end,
-        )
-        .select_for_update()
-        .order_by("pk")
-    )
-    charges = split_by_grant(grants, resource, booking.quantity, booking.start, booking.end)
-    if not charges:
-        return False
-    balances = grant_balances(g.pk for g, _h in charges)
-    over = False
-    for grant, hours in charges:
-        remaining = balances[grant.pk].remaining + (credit or {}).get(grant.pk, ZERO)
-        if hours > remaining:
-            if grant.enforcement == Enforcement.HARD:
-                raise QuotaExceeded(grant=grant, needed=hours, remaining=remaining)
-            over = True
-    QuotaLedgerEntry.objects.bulk_create(
-        [
-            QuotaLedgerEntry(
-                grant=grant, booking=booking, kind=LedgerKind.HOLD, hours=hours, at=now
+    @classmethod
+    def open(cls, *, organization_ids: set[int]) -> QuotaBook:
+        grants: dict[int, list[QuotaGrant]] = defaultdict(list)
+        if organization_ids:
+            rows = (
+                QuotaGrant.objects.filter(organization_id__in=organization_ids)
+                .select_for_update()
+                .order_by("pk")
             )
-            for grant, hours in charges
+            for grant in rows:
+                grants[grant.organization_id].append(grant)
+        ids = [g.pk for gs in grants.values() for g in gs]
+        balances = grant_balances(ids) if ids else {}
+        return cls(
+            grants=dict(grants),
+            remaining={pk: b.remaining for pk, b in balances.items()},
+            entries=[],
+        )
+
+    def has_grants(self, organization_id: int) -> bool:
+        return organization_id in self.grants
+
+    def reserve(
+        self,
+        *,
+        booking: Booking,
+        resource,
+        now: dt.datetime,
+        credit: dict[int, Decimal] | None = None,
+    ) -> bool:
+        """Hold the booking's unit-hours; whether a soft grant went over. Raises QuotaExceeded
+        (nothing held) when a hard grant would go below zero."""
+        first, last = _local_date(booking.start), _local_date(booking.end)
+        scopes = {resource.code, resource.center.code, "*"}
+        candidates = [
+            g
+            for g in self.grants.get(booking.organization_id, [])
+            if g.scope in scopes and g.period_start <= last and g.period_end >= first
         ]
-    )
-    return over
+        charges = split_by_grant(candidates, resource, booking.quantity, booking.start, booking.end)
+        over = False
+        for grant, hours in charges:
+            remaining = self.remaining[grant.pk] + (credit or {}).get(grant.pk, ZERO)
+            if hours > remaining:
+                if grant.enforcement == Enforcement.HARD:
+                    raise QuotaExceeded(grant=grant, needed=hours, remaining=remaining)
+                over = True
+        for grant, hours in charges:
+            self.remaining[grant.pk] -= hours
+            self.entries.append(
+                QuotaLedgerEntry(
+                    grant=grant, booking=booking, kind=LedgerKind.HOLD, hours=hours, at=now
+                )
+            )
+        return over
+
+    def credit(self, released: dict[int, Decimal]) -> None:
+        """Holds released in this transaction (a moved booking's): free for later bookings."""
+        for grant_id, hours in released.items():
+            if grant_id in self.remaining:
+                self.remaining[grant_id] += hours
+
+    def flush(self) -> None:
+        if self.entries:
+            QuotaLedgerEntry.objects.bulk_create(self.entries)
+            self.entries.clear()
 
 
 class QuotaExceeded(Exception):
@@ -223,7 +244,7 @@ def _held_by_grant(booking: Booking) -> dict[int, Decimal]:
 
 def holds_by_booking(booking_ids) -> dict[int, dict[int, Decimal]]:
     """What each of these bookings still holds, by grant (booking id → grant id → hours), in one
-    query: the credit a move's replacement gets (quota_reserve) before the old hold is released."""
+    query: the credit a move's replacement gets (QuotaBook.reserve) before the old hold is released."""
     held: dict[int, dict[int, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
     for booking_id, grant_id, hours in QuotaLedgerEntry.objects.filter(
         booking_id__in=list(booking_ids), kind__in=[LedgerKind.HOLD, LedgerKind.RELEASE]

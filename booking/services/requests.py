@@ -34,6 +34,7 @@ from booking.services.resources import (
 from booking.services.wakeup import allocation_wake, shard_of
 from equipment.choices import UnitStatus
 from equipment.models import EquipmentType, EquipmentUnit
+from testbed import readcache
 from testbed.audit import audit_record
 from testbed.choices import Channel
 from testbed.errors import ServiceError
@@ -98,7 +99,19 @@ def _pinned_unit(resource: Resource, unit_code: str, quantity: int) -> Equipment
     return pinned
 
 
-def _checked(
+def _checked(**kwargs) -> tuple[Resource, EquipmentUnit | None]:
+    """Every synchronous rule (see _check). A refusal reached through the read cache is checked
+    again against the database: a cached row a moment old never refuses a valid request."""
+    try:
+        return _check(**kwargs)
+    except ServiceError:
+        if not readcache.used():
+            raise
+        with readcache.bypassed():
+            return _check(**kwargs)
+
+
+def _check(
     *,
     actor,
     organization: Organization,

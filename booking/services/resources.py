@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 from collections import defaultdict
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db.models import Q
+from django.utils import timezone
 
 from booking.allocator import DeviceState, NodeState, UnitState
 from booking.models import Allocation
@@ -21,6 +23,7 @@ from equipment.models import (
     MaintenanceWindow,
 )
 from equipment.selectors import resource_get
+from testbed import readcache
 from testbed.errors import ServiceError
 
 Resource = EquipmentType | AcceleratorPool
@@ -59,13 +62,29 @@ def buffer_of(resource: Resource) -> dt.timedelta:
 
 
 def resource_maintenance(resource: Resource, start: dt.datetime, end: dt.datetime) -> list[tuple]:
-    """Maintenance windows on the whole type or pool overlapping [start, end)."""
+    """Maintenance windows on the whole type or pool overlapping [start, end).
+
+    With the read cache on (web requests; testbed/readcache.py), the resource's windows that had
+    not ended a day before the read are kept, and a span starting before that day is read."""
     q = Q(equipment_type=resource) if isinstance(resource, EquipmentType) else Q(pool=resource)
+    if readcache.used():
+        kind = "type" if isinstance(resource, EquipmentType) else "pool"
+        since, windows = readcache.get(
+            ("maintenance", kind, resource.pk), lambda: _upcoming_windows(q)
+        )
+        if start >= since:
+            return [w for w in windows if w[0] < end and w[1] > start]
     return list(
         MaintenanceWindow.objects.filter(q, start__lt=end, end__gt=start)
         .order_by()
         .values_list("start", "end", "reason")
     )
+
+
+def _upcoming_windows(q: Q) -> tuple[dt.datetime, list[tuple]]:
+    since = timezone.now() - dt.timedelta(days=1)
+    rows = MaintenanceWindow.objects.filter(q, end__gt=since).order_by("start")
+    return since, list(rows.values_list("start", "end", "reason"))
 
 
 def _busy_map(allocations, key: str, windows, extra: dict) -> dict[int, list[tuple]]:
@@ -149,7 +168,13 @@ def node_states(
 
 
 def capacity_of(resource: Resource) -> tuple[int, list[int]]:
-    """(how many units or devices can be booked, the device count of each node)."""
+    """(how many units or devices can be booked, the device count of each node); from the read
+    cache when it is on (testbed/readcache.py)."""
+    kind = "type" if isinstance(resource, EquipmentType) else "pool"
+    return readcache.get(("capacity", kind, resource.pk), lambda: _capacity_read(resource))
+
+
+def _capacity_read(resource: Resource) -> tuple[int, list[int]]:
     if isinstance(resource, EquipmentType):
         return EquipmentUnit.objects.filter(
             equipment_type=resource, status=UnitStatus.ACTIVE
@@ -160,3 +185,122 @@ def capacity_of(resource: Resource) -> tuple[int, list[int]]:
     ).values_list("node_id", flat=True):
         sizes[node_id] += 1
     return sum(sizes.values()), list(sizes.values())
+
+
+Span = tuple[dt.datetime, dt.datetime]
+
+
+@dataclass
+class BatchStates:
+    """What holds each resource of a batch over its span, read in four statements for the whole
+    batch (units and devices, allocations, maintenance), however many resources it touches."""
+
+    units: dict[int, list[UnitState]]  # equipment type id → its bookable units
+    nodes: dict[int, list[NodeState]]  # pool id → its bookable nodes and devices
+    windows: dict[tuple[str, int], list[tuple]]  # ("type"|"pool", id) → whole-resource windows
+
+
+def batch_states(types: dict[int, Span], pools: dict[int, Span]) -> BatchStates:
+    """The same states as unit_states / node_states / resource_maintenance give one resource at
+    a time, for every equipment type and pool of a batch (each over its own span) at once."""
+    unit_ids: dict[int, list[int]] = defaultdict(list)
+    if types:
+        for type_id, pk in (
+            EquipmentUnit.objects.filter(equipment_type_id__in=types, status=UnitStatus.ACTIVE)
+            .order_by("pk")
+            .values_list("equipment_type_id", "pk")
+        ):
+            unit_ids[type_id].append(pk)
+    devices_of_node: dict[int, list[int]] = defaultdict(list)
+    nodes_of_pool: dict[int, list[int]] = defaultdict(list)
+    if pools:
+        for pool_id, node_id, pk in (
+            Device.objects.filter(
+                node__pool_id__in=pools, node__status=NodeStatus.ACTIVE, status=DeviceStatus.ACTIVE
+            )
+            .order_by("node_id", "pk")
+            .values_list("node__pool_id", "node_id", "pk")
+        ):
+            if not devices_of_node[node_id]:
+                nodes_of_pool[pool_id].append(node_id)
+            devices_of_node[node_id].append(pk)
+
+    # Allocations: each resource's own rows over its own span, in one statement.
+    held = Q(pk__in=[])
+    for type_id, (start, end) in types.items():
+        if unit_ids.get(type_id):
+            held |= Q(unit_id__in=unit_ids[type_id], start__lt=end, end__gt=start)
+    for pool_id, (start, end) in pools.items():
+        if nodes_of_pool.get(pool_id):
+            held |= Q(node_id__in=nodes_of_pool[pool_id], start__lt=end, end__gt=start)
+    unit_busy: dict[int, list[tuple]] = defaultdict(list)
+    device_busy: dict[int, list[tuple]] = defaultdict(list)
+    for unit_id, device_id, start, end in (
+        Allocation.objects.filter(held, active=True)
+        .order_by()
+        .values_list("unit_id", "device_id", "start", "end")
+    ):
+        if unit_id is not None:
+            unit_busy[unit_id].append((start, end))
+        else:
+            device_busy[device_id].append((start, end))
+
+    # Maintenance over the whole batch's span, sorted out per resource below.
+    spans = list(types.values()) + list(pools.values())
+    windows: dict[tuple[str, int], list[tuple]] = {
+        **{("type", t): [] for t in types},
+        **{("pool", p): [] for p in pools},
+    }
+    if spans:
+        first, last = min(s for s, _e in spans), max(e for _s, e in spans)
+        all_units = [u for ids in unit_ids.values() for u in ids]
+        all_nodes = list(devices_of_node)
+        rows = MaintenanceWindow.objects.filter(
+            Q(equipment_type_id__in=list(types))
+            | Q(pool_id__in=list(pools))
+            | Q(unit_id__in=all_units)
+            | Q(node_id__in=all_nodes),
+            start__lt=last,
+            end__gt=first,
+        ).values_list(
+            "equipment_type_id", "pool_id", "unit_id", "node_id", "start", "end", "reason"
+        )
+        type_of_unit = {u: t for t, ids in unit_ids.items() for u in ids}
+        pool_of_node = {n: p for p, ids in nodes_of_pool.items() for n in ids}
+        for type_id, pool_id, unit_id, node_id, start, end, reason in rows:
+            if type_id is not None or pool_id is not None:
+                key = ("type", type_id) if type_id is not None else ("pool", pool_id)
+                span_start, span_end = types[type_id] if type_id is not None else pools[pool_id]
+                if start < span_end and end > span_start:
+                    windows[key].append((start, end, reason))
+            elif unit_id is not None:
+                span_start, span_end = types[type_of_unit[unit_id]]
+                if start < span_end and end > span_start:
+                    unit_busy[unit_id].append((start, end))
+            elif node_id is not None:
+                span_start, span_end = pools[pool_of_node[node_id]]
+                if start < span_end and end > span_start:
+                    for device_id in devices_of_node[node_id]:
+                        device_busy[device_id].append((start, end))
+    for intervals in (*unit_busy.values(), *device_busy.values()):
+        intervals.sort()
+    return BatchStates(
+        units={
+            t: [UnitState(id=pk, busy=tuple(unit_busy.get(pk, ()))) for pk in unit_ids.get(t, [])]
+            for t in types
+        },
+        nodes={
+            p: [
+                NodeState(
+                    id=node_id,
+                    devices=tuple(
+                        DeviceState(id=pk, busy=tuple(device_busy.get(pk, ())))
+                        for pk in devices_of_node[node_id]
+                    ),
+                )
+                for node_id in nodes_of_pool.get(p, [])
+            ]
+            for p in pools
+        },
+        windows=windows,
+    )

@@ -8,8 +8,10 @@ deletes them. Organisation API keys (`tbk_...`) go to booking.services.api_keys.
 from __future__ import annotations
 
 import binascii
+import copy
+from collections.abc import Callable
 from hmac import compare_digest
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import transaction
 from django.utils import timezone
@@ -21,9 +23,11 @@ from knox.settings import CONSTANTS, knox_settings
 from rest_framework import exceptions
 from rest_framework.authentication import get_authorization_header
 
+from testbed import readcache
 from testbed.audit import audit_record
 from testbed.choices import Channel
 
+T = TypeVar("T")
 SIGN_IN_AGAIN = "Sign in again with POST /api/v1/auth/token for a new token."
 
 
@@ -90,11 +94,12 @@ class BearerTokenAuthentication(KnoxTokenAuthentication):
         if key.startswith("tbk_"):
             from booking.services.api_keys import api_key_authenticate
 
-            return api_key_authenticate(raw_key=key)
-        return self.authenticate_credentials(key)
+            return _confirmed_refusal(lambda: api_key_authenticate(raw_key=key))
+        return _confirmed_refusal(lambda: self.authenticate_credentials(key))
 
     def authenticate_credentials(self, token: Any) -> tuple[Any, AuthToken]:
-        """One query: the rows sharing the token's first characters, with their user.
+        """The rows sharing the token's first characters, with their user: from the read cache
+        (testbed/readcache.py) or one query.
 
         (knox's own version also reads every other token of the user on each request to
         clean up; token_issue cleans up at sign-in instead.)
@@ -104,14 +109,20 @@ class BearerTokenAuthentication(KnoxTokenAuthentication):
             digest = hash_token(key)
         except (TypeError, binascii.Error, UnicodeError):
             digest = ""
-        candidates = AuthToken.objects.filter(
-            token_key=key[: CONSTANTS.TOKEN_KEY_LENGTH]
-        ).select_related("user")
-        for auth_token in candidates:
+        prefix = key[: CONSTANTS.TOKEN_KEY_LENGTH]
+        candidates = readcache.get(
+            ("token", prefix),
+            lambda: list(AuthToken.objects.filter(token_key=prefix).select_related("user")),
+        )
+        for cached in candidates:
+            # This request's own copies: DRF and the access module set attributes on them.
+            auth_token = copy.copy(cached)
+            auth_token.user = copy.copy(cached.user)
             if not digest or not compare_digest(digest, auth_token.digest):
                 continue
             if auth_token.expiry is not None and auth_token.expiry <= timezone.now():
-                auth_token.delete()
+                if not readcache.used():  # a cached expiry may be older than the row: no delete
+                    auth_token.delete()
                 raise exceptions.AuthenticationFailed(f"This token has expired. {SIGN_IN_AGAIN}")
             if not auth_token.user.is_active:
                 raise exceptions.AuthenticationFailed(
@@ -119,10 +130,23 @@ class BearerTokenAuthentication(KnoxTokenAuthentication):
                 )
             if knox_settings.AUTO_REFRESH and auth_token.expiry is not None:
                 self.renew_token(auth_token)
+                cached.expiry = auth_token.expiry  # or every later request would write it again
             return (auth_token.user, auth_token)
         raise exceptions.AuthenticationFailed(
             f"This token is not valid: it was revoked, has expired or never existed. {SIGN_IN_AGAIN}"
         )
+
+
+def _confirmed_refusal(authenticate: Callable[[], T]) -> T:
+    """A refusal based on cached rows is checked again against the database (a token made, or
+    renewed by another process, a moment ago), so the cache never refuses a valid credential."""
+    try:
+        return authenticate()
+    except exceptions.AuthenticationFailed:
+        if not readcache.used():
+            raise
+        with readcache.bypassed():
+            return authenticate()
 
 
 class BearerScheme(OpenApiAuthenticationExtension):

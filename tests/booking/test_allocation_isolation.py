@@ -17,7 +17,7 @@ from booking.policy import Policy
 from booking.services import allocation
 from booking.services.allocation import MAX_ALLOCATION_ATTEMPTS, booking_allocate
 from booking.services.bookings import booking_request, bookings_requeue_lost
-from booking.services.quotas import grant_balances, split_by_grant
+from booking.services.quotas import QuotaBook, grant_balances, split_by_grant
 from testbed.models import AuditEntry
 from tests.factories import EquipmentTypeFactory, EquipmentUnitFactory, aware, make_pool
 
@@ -175,16 +175,16 @@ def test_a_database_error_in_one_booking_rolls_back_only_that_booking(
         enforcement="hard",
     )
     first, bad, third = (request(member, org, "HC-EMG", *day(h)) for h in (10, 12, 14))
-    real_reserve = allocation.quota_reserve
+    real_reserve = QuotaBook.reserve
 
-    def reserve(*, booking, resource, now):
-        over = real_reserve(booking=booking, resource=resource, now=now)  # its hold is written
+    def reserve(self, *, booking, resource, now, **kwargs):
+        over = real_reserve(self, booking=booking, resource=resource, now=now, **kwargs)
         if booking.pk == bad.pk:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT 1 / 0")
         return over
 
-    monkeypatch.setattr(allocation, "quota_reserve", reserve)
+    monkeypatch.setattr(QuotaBook, "reserve", reserve)
     with django_capture_on_commit_callbacks(execute=True):
         assert booking_allocate(booking_id=first.pk) == "confirmed"
     assert statuses(first, bad, third) == ["confirmed", "rejected", "confirmed"]
@@ -199,7 +199,7 @@ def test_a_failure_before_the_per_booking_loop_does_not_stall_the_queue(
     """The poisoned booking is claimed by every batch: each task falls back to its own booking."""
     bad = request(member, org, "HC-EMG", *day(10))
     good = request(member, org, "HC-EMG", *day(12))
-    poison(monkeypatch, "load", bad.pk, OverflowError("date value out of range"))
+    poison(monkeypatch, "span", bad.pk, OverflowError("date value out of range"))
     with django_capture_on_commit_callbacks(execute=True):
         assert booking_allocate(booking_id=good.pk) == "confirmed"
     assert statuses(bad) == ["pending"]
@@ -216,7 +216,7 @@ def test_a_batch_whose_database_work_fails_counts_the_failure_only_against_the_c
     bad = request(member, org, "HC-EMG", *day(10))
     good = request(member, org, "HC-EMG", *day(12))
     timeout = OperationalError("canceling statement due to statement timeout")
-    poison(monkeypatch, "load", bad.pk, timeout)
+    poison(monkeypatch, "span", bad.pk, timeout)
     assert booking_allocate(booking_id=good.pk) == "confirmed"
     with pytest.raises(OperationalError):
         booking_allocate(booking_id=bad.pk)
