@@ -57,49 +57,11 @@ def quota_grant_list(*, user, auth=None) -> QuerySet[QuotaGrant]:
 
 
 def availability(*, resource, start, end, quantity: int, duration) -> dict:
-    """Free count as a step function over [start, end), and the windows of `duration` that fit.
+    """Free count as a step function over [start, end), and every window of `duration` that fits.
 
-    Computed from allocation rows (one range query) and a sweep: no counters.
+    The whole window is searched (the API bounds the window, not the search); computed from the
+    allocation rows, never from counters. How: booking/occupancy.py.
     """
-    from booking.allocator import choose_devices, choose_units
-    from booking.availability import slot_starts, timeline
-    from booking.policy import check_maintenance
-    from booking.services.resources import (
-        buffer_of,
-        node_states,
-        policy_for,
-        resource_maintenance,
-        unit_states,
-    )
-    from equipment.models import EquipmentType
+    from booking.occupancy import availability as compute
 
-    buffer = buffer_of(resource)
-    windows = resource_maintenance(resource, start, end + buffer)
-    if isinstance(resource, EquipmentType):
-        units = unit_states(resource, start, end + buffer)
-        ids = [u.id for u in units]
-        busy = {u.id: list(u.busy) for u in units}
-
-        def fits(s, e):
-            return choose_units(units, s, e + buffer, quantity) is not None
-    else:
-        nodes = node_states(resource, start, end + buffer)
-        ids = [d.id for n in nodes for d in n.devices]
-        busy = {d.id: list(d.busy) for n in nodes for d in n.devices}
-
-        def fits(s, e):
-            return choose_devices(nodes, s, e, quantity) is not None
-
-    for w_start, w_end, _reason in windows:  # maintenance of the whole resource: nothing is free
-        for key in ids:
-            busy.setdefault(key, []).append((w_start, w_end))
-    for intervals in busy.values():
-        intervals.sort()
-    steps = timeline(ids, busy, start, end)
-    policy = policy_for(resource)
-    fit_windows = [
-        (s, s + duration)
-        for s in slot_starts(policy, start, end, duration)
-        if check_maintenance(windows, s, s + duration) is None and fits(s, s + duration)
-    ]
-    return {"capacity": len(ids), "timeline": steps, "fits": fit_windows}
+    return compute(resource=resource, start=start, end=end, quantity=quantity, duration=duration)
