@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint bench clean migrate seeds
+.PHONY: run test install lint bench bench-quick clean migrate seeds
 
 $(STAMP): pyproject.toml package.json
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "testbed needs Python 3.11 or newer")'
@@ -36,6 +36,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.run
+
+## make bench-quick: the benchmarks' smoke modes only (docs/benchmarks.md left alone).
+bench-quick: $(STAMP)
+	$(PY) -m bench.run --quick
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

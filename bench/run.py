@@ -25,6 +25,7 @@ BENCHES: list[tuple[str, list[str], list[str] | None]] = [
     ("bench.telemetry_ingest", [], None),
     ("bench.usage_report", [], None),
     ("bench.portal_pages", [], None),
+    ("bench.faults", [], None),  # the fault drills (restarts, kills): last, they take longest
 ]
 
 

@@ -65,11 +65,22 @@ class DomainEvent:
 
 
 def _send(event: DomainEvent) -> None:
-    for receiver, result in event_published.send_robust(sender=DomainEvent, event=event):
-        if isinstance(result, Exception):
-            logger.error(
-                "event %s (%s): receiver %r failed: %s", event.type, event.id, receiver, result
-            )
+    from testbed import readcache
+
+    with readcache.scope():  # receivers read what they need from the read cache
+        for receiver, result in event_published.send_robust(sender=DomainEvent, event=event):
+            if isinstance(result, Exception):
+                logger.error(
+                    "event %s (%s): receiver %r failed: %s", event.type, event.id, receiver, result
+                )
+
+
+def _send_all(events: list[DomainEvent]) -> None:
+    from testbed import readcache
+
+    with readcache.scope():  # one generation read for the whole batch
+        for event in events:
+            _send(event)
 
 
 def publish(type_: str, *, organization_id: int | None, data: dict) -> DomainEvent:
@@ -112,6 +123,18 @@ def publish_booking(type_: str, booking, **extra) -> DomainEvent:
     return publish(
         type_, organization_id=booking.organization_id, data=booking_data(booking, **extra)
     )
+
+
+def publish_decided(decided: list[tuple[str, object]]) -> None:
+    """Announce a batch of (event type, booking) after commit, from the bookings in hand (their
+    organisation, user and resource loaded; status as decided): no read at commit time."""
+    if not decided:
+        return
+    built = [
+        DomainEvent(type=t, organization_id=b.organization_id, data=booking_data(b))  # type: ignore[attr-defined]
+        for t, b in decided
+    ]
+    transaction.on_commit(lambda: _send_all(built), robust=True)
 
 
 def publish_bookings(type_: str, booking_ids: list[int], **extra) -> None:

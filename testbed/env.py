@@ -112,6 +112,8 @@ def database_from_env(name: str, default_sqlite_path: Path) -> dict[str, Any]:
                 f"{name}={raw!r} names no database: add it after the host, e.g. /testbed."
             )
         options = config.setdefault("OPTIONS", {})
+        # A database behind a network partition answers 503 in seconds, not after TCP's timeout.
+        options.setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT", 5, minimum=1))
         if env_bool("DB_PREPARED_STATEMENTS", True):
             # Server-side binding lets psycopg prepare a statement after it ran `prepare_threshold`
             # times on a connection: PostgreSQL then skips parsing and planning it (measured in

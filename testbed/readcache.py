@@ -197,13 +197,21 @@ CACHED_MODELS = (
 )
 
 
+def watch(model) -> None:
+    """Saving or deleting a row of `model` drops what every process has cached (apps whose rows
+    feed cached reads call this from their AppConfig.ready)."""
+    from django.db.models.signals import post_delete, post_save
+
+    label = model._meta.label
+    post_save.connect(_changed, sender=model, dispatch_uid=f"readcache-save-{label}")
+    post_delete.connect(_changed, sender=model, dispatch_uid=f"readcache-delete-{label}")
+
+
 def connect_signals() -> None:
     from django.apps import apps
-    from django.db.models.signals import m2m_changed, post_delete, post_save
+    from django.db.models.signals import m2m_changed
 
     for label in CACHED_MODELS:
-        model = apps.get_model(label)
-        post_save.connect(_changed, sender=model, dispatch_uid=f"readcache-save-{label}")
-        post_delete.connect(_changed, sender=model, dispatch_uid=f"readcache-delete-{label}")
+        watch(apps.get_model(label))
     user = apps.get_model("auth.User")
     m2m_changed.connect(_changed, sender=user.groups.through, dispatch_uid="readcache-user-groups")

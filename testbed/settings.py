@@ -98,6 +98,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A view that fails because PostgreSQL is away answers 503, not 500 (testbed/unavailable.py).
+    "testbed.unavailable.DatabaseUnavailableMiddleware",
 ]
 
 if not DEBUG:
@@ -327,7 +329,7 @@ EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.Emai
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "testbed@localhost")
 
 # How long a booking may stay `pending` before the sweeper re-queues its allocation task.
-TESTBED_PENDING_SWEEP_SECONDS = env_int("TESTBED_PENDING_SWEEP_SECONDS", 60, minimum=5)
+TESTBED_PENDING_SWEEP_SECONDS = env_int("TESTBED_PENDING_SWEEP_SECONDS", 20, minimum=5)
 # PostgreSQL lock_timeout for the allocation transaction, in milliseconds.
 TESTBED_LOCK_TIMEOUT_MS = env_int("TESTBED_LOCK_TIMEOUT_MS", 2000, minimum=10)
 
@@ -453,7 +455,7 @@ TESTBED_WEBHOOKS_ALLOW_HTTP = env_bool("TESTBED_WEBHOOKS_ALLOW_HTTP", False)
 
 # Periodic work; django-celery-beat's DatabaseScheduler installs these and operators may edit them.
 CELERY_BEAT_SCHEDULE = {
-    "sweep-pending": {"task": "booking.sweep_pending", "schedule": 30.0},
+    "sweep-pending": {"task": "booking.sweep_pending", "schedule": 10.0},
     "mark-no-shows": {"task": "booking.mark_no_shows", "schedule": 60.0},
     "expire-unapproved": {"task": "booking.expire_unapproved", "schedule": 60.0},
     "start-pool-sessions": {"task": "booking.start_pool_sessions", "schedule": 60.0},

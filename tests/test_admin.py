@@ -197,8 +197,27 @@ def build_third_party_rows(user) -> None:
 
     SlurmCluster.objects.create(pool=AcceleratorPool.objects.order_by("pk").first())
     SlurmNode.objects.create(node=Node.objects.order_by("pk").first(), slurm_name="gpu01")
-    SlurmAccount.objects.create(
-        organization=Organization.objects.order_by("pk").first(), account="acme"
+    org = Organization.objects.order_by("pk").first()
+    SlurmAccount.objects.create(organization=org, account="acme")
+    # integrations.webhooks: an endpoint with one delivery and its attempt (the inline log).
+    from integrations.calendars.models import CalendarFeed
+    from integrations.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+
+    endpoint = WebhookEndpoint.objects.create(
+        organization=org,
+        url="https://hooks.example.kr/testbed",
+        event_types=["booking.confirmed"],
+        secret="whsec_never-shown",
+    )
+    delivery = WebhookDelivery.objects.create(
+        endpoint=endpoint, event_id="evt_1", event_type="booking.confirmed", body="{}"
+    )
+    WebhookAttempt.objects.create(
+        delivery=delivery, number=1, at=aware(2026, 5, 4, 10), response_status=500
+    )
+    # integrations.calendars: a personal feed (only the token's hash is kept).
+    CalendarFeed.objects.create(
+        owner=user, scope="user", token_prefix="abcd1234", token_hash="0" * 64
     )
 
 

@@ -271,7 +271,7 @@ class BookingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         try:
             if booking.status in (BookingStatus.PENDING, BookingStatus.REJECTED):
                 # A booking this young has never held a unit or device.
-                booking._prefetched_objects_cache = {"allocations": Allocation.objects.none()}
+                booking.published_allocations = []  # type: ignore[attr-defined]
             else:
                 # Units for equipment, nodes and devices for pools: no join that cannot match.
                 joins = ("unit",) if booking.equipment_type_id else ("node", "device")
@@ -285,7 +285,7 @@ class BookingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         except DatabaseError:
             logger.warning("booking %s: decision unreadable, answering pending", booking.pk)
             booking.status = BookingStatus.PENDING
-            booking._prefetched_objects_cache = {"allocations": Allocation.objects.none()}
+            booking.published_allocations = []  # type: ignore[attr-defined]
         return Response(
             BookingSerializer(booking).data, status=status.HTTP_201_CREATED, headers=headers
         )

@@ -115,7 +115,7 @@ def _claim(
         batch = (
             _pending(shard)
             .select_for_update(skip_locked=True, of=("self",))
-            .select_related("user")
+            .select_related("user", "organization")
             .order_by("pk")[:limit]
         )
         return None, list(batch)
@@ -138,7 +138,8 @@ def _claim(
             .values_list("pk", flat=True)[: limit - 1]
         )
     # Locked above: read them whole now, with their users (for the decision emails).
-    return status, list(Booking.objects.select_related("user").filter(pk__in=ids).order_by("pk"))
+    rows = Booking.objects.select_related("user", "organization").filter(pk__in=ids)
+    return status, list(rows.order_by("pk"))
 
 
 def _resources(bookings: list[Booking]) -> dict[tuple[str, int], BatchResource]:
@@ -360,11 +361,10 @@ def _on_commit_tell(outcomes: list[_Outcome], now: dt.datetime | None = None) ->
     """After commit: wake waiting requests, email the bookers, alert operators of failures."""
     decided_at = now or timezone.now()
     transaction.on_commit(lambda: _publish(outcomes, decided_at), robust=True)
-    by_event: dict[str, list[int]] = defaultdict(list)
-    for outcome in outcomes:
-        by_event[_event_of(outcome)].append(outcome.booking.pk)
-    for event, ids in by_event.items():
-        events.publish_bookings(event, ids)
+    for o in outcomes:  # the bookings in hand, as decided (their rows were updated in bulk)
+        o.booking.status = o.status
+        o.booking.rejection_code = o.rejection[0] if o.rejection else ""
+    events.publish_decided([(_event_of(o), o.booking) for o in outcomes])
     for outcome in outcomes:
         if outcome.booking.user.email:
             transaction.on_commit(
@@ -504,7 +504,7 @@ def _reject_failed(booking_id: int, *, error: str, now: dt.datetime) -> str:
         set_lock_timeout(settings.TESTBED_LOCK_TIMEOUT_MS)
         booking = (
             Booking.objects.select_for_update(of=("self",))
-            .select_related("user")
+            .select_related("user", "organization", "equipment_type", "pool")
             .filter(pk=booking_id)
             .first()
         )
@@ -687,8 +687,8 @@ def allocation_run_shard(shard: int) -> int:
             flag_renew(shard)
             done = _decide_shard_batch(shard)
             decided += done
-            if done == 0:
-                break
+            if done < settings.TESTBED_ALLOCATION_BATCH:
+                break  # a short batch took all that was free; the check below sees newer ones
         flag_drop(shard)
         # Anything committed before a web process lost the SET NX is visible here.
         if not _has_free_pending(shard) or not flag_take(shard):

@@ -8,6 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
@@ -200,6 +201,47 @@ class BatchStates:
     windows: dict[tuple[str, int], list[tuple]]  # ("type"|"pool", id) → whole-resource windows
 
 
+def _holds(targets: list[tuple[int, dt.datetime, dt.datetime]], *, unit_count: int) -> list:
+    """Active allocations of each target over its span: the first `unit_count` targets are
+    units, the rest devices. One statement whose text does not depend on the batch (the targets
+    go as arrays), so PostgreSQL prepares and plans it once per connection; it searches the
+    exclusion constraints' GiST indexes (target, time range), so its cost follows the rows it
+    finds, not every allocation the target ever had."""
+    if not targets:
+        return []
+    if connection.vendor != "postgresql":
+        held = Q(pk__in=[])
+        for i, (target, start, end) in enumerate(targets):
+            key = "unit_id" if i < unit_count else "device_id"
+            held |= Q(**{key: target}, start__lt=end, end__gt=start)
+        rows = Allocation.objects.filter(held, active=True).order_by()
+        return list(rows.values_list("unit_id", "device_id", "start", "end"))
+    columns: list[list] = [[], [], [], [], [], []]
+    for i, (target, start, end) in enumerate(targets):
+        offset = 0 if i < unit_count else 3
+        columns[offset].append(target)
+        columns[offset + 1].append(start)
+        columns[offset + 2].append(end)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT a.unit_id, a.device_id, a.start, a."end"
+            FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[]) AS w(id, s, e)
+            JOIN booking_allocation a
+              ON a.unit_id = w.id AND tstzrange(a.start, a."end") && tstzrange(w.s, w.e)
+            WHERE a.active AND a.unit_id IS NOT NULL
+            UNION ALL
+            SELECT a.unit_id, a.device_id, a.start, a."end"
+            FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[]) AS w(id, s, e)
+            JOIN booking_allocation a
+              ON a.device_id = w.id AND tstzrange(a.start, a."end") && tstzrange(w.s, w.e)
+            WHERE a.active AND a.device_id IS NOT NULL
+            """,
+            columns,
+        )
+        return cursor.fetchall()
+
+
 def batch_states(types: dict[int, Span], pools: dict[int, Span]) -> BatchStates:
     """The same states as unit_states / node_states / resource_maintenance give one resource at
     a time, for every equipment type and pool of a batch (each over its own span) at once."""
@@ -225,21 +267,15 @@ def batch_states(types: dict[int, Span], pools: dict[int, Span]) -> BatchStates:
                 nodes_of_pool[pool_id].append(node_id)
             devices_of_node[node_id].append(pk)
 
-    # Allocations: each resource's own rows over its own span, in one statement.
-    held = Q(pk__in=[])
-    for type_id, (start, end) in types.items():
-        if unit_ids.get(type_id):
-            held |= Q(unit_id__in=unit_ids[type_id], start__lt=end, end__gt=start)
-    for pool_id, (start, end) in pools.items():
-        if nodes_of_pool.get(pool_id):
-            held |= Q(node_id__in=nodes_of_pool[pool_id], start__lt=end, end__gt=start)
+    # Allocations: each unit's or node's rows over its resource's span, in one statement.
+    targets = [(u, *types[t]) for t, ids in unit_ids.items() for u in ids]
+    targets += [
+        (d, *pools[p]) for p, ids in nodes_of_pool.items() for n in ids for d in devices_of_node[n]
+    ]
     unit_busy: dict[int, list[tuple]] = defaultdict(list)
     device_busy: dict[int, list[tuple]] = defaultdict(list)
-    for unit_id, device_id, start, end in (
-        Allocation.objects.filter(held, active=True)
-        .order_by()
-        .values_list("unit_id", "device_id", "start", "end")
-    ):
+    unit_count = sum(len(ids) for ids in unit_ids.values())
+    for unit_id, device_id, start, end in _holds(targets, unit_count=unit_count):
         if unit_id is not None:
             unit_busy[unit_id].append((start, end))
         else:

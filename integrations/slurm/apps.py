@@ -23,3 +23,6 @@ class SlurmConfig(AppConfig):
         post_delete.connect(
             receivers.on_cluster_changed, sender=SlurmCluster, dispatch_uid="slurm-index-delete"
         )
+        from testbed import readcache
+
+        readcache.watch(SlurmCluster)

@@ -35,6 +35,7 @@ from equipment.models import Device, MaintenanceWindow, Node
 from integrations.slurm.models import SlurmAccount, SlurmCluster, SlurmNode, split_names
 from integrations.slurm.reconcile import Action, Plan, plan
 from integrations.slurm.scontrol import Reservation, Scontrol, SlurmRefused, SlurmUnavailable
+from testbed import readcache
 from testbed.audit import audit_entry
 from testbed.choices import Channel
 from testbed.models import AuditEntry
@@ -42,30 +43,28 @@ from testbed.models import AuditEntry
 logger = logging.getLogger(__name__)
 
 RESERVED_STATUSES = (BookingStatus.CONFIRMED, BookingStatus.ACTIVE)
-INDEX_CACHE_KEY = "slurm:index:v1"
-INDEX_TTL_SECONDS = 300
 LOCK_TTL_SECONDS = 300
-
 
 # --- which pools are Slurm-backed (cached: every domain event asks) ------------------------------
 
 
 def slurm_index() -> dict:
     """{"by_code": {pool code: cluster id}, "by_pool": {pool id: cluster id}} of enabled clusters."""
-    index = cache.get(INDEX_CACHE_KEY)
-    if index is None:
-        rows = SlurmCluster.objects.filter(enabled=True).values_list("pk", "pool_id", "pool__code")
-        index = {
-            "by_code": {code: pk for pk, _pool, code in rows},
-            "by_pool": {str(pool): pk for pk, pool, _code in rows},
-        }
-        cache.set(INDEX_CACHE_KEY, index, INDEX_TTL_SECONDS)
-    return index
+    return readcache.get(("slurm-index",), _slurm_index_read)
+
+
+def _slurm_index_read() -> dict:
+    rows = SlurmCluster.objects.filter(enabled=True).values_list("pk", "pool_id", "pool__code")
+    return {
+        "by_code": {code: pk for pk, _pool, code in rows},
+        "by_pool": {str(pool): pk for pk, pool, _code in rows},
+    }
 
 
 def slurm_index_forget() -> None:
-    """Call after a cluster is added, changed or removed."""
-    cache.delete(INDEX_CACHE_KEY)
+    """Call after a cluster is added, changed or removed (saves do it through the read cache's
+    signals; this is for bulk changes)."""
+    readcache.bump()
 
 
 def clusters_for_event(event) -> list[int]:

@@ -17,3 +17,7 @@ class WebhooksConfig(AppConfig):
         event_published.connect(
             on_event_published, dispatch_uid="integrations.webhooks.on_event_published"
         )
+        from integrations.webhooks.models import WebhookEndpoint
+        from testbed import readcache
+
+        readcache.watch(WebhookEndpoint)

@@ -38,6 +38,7 @@ from integrations.webhooks.models import (
     WebhookEndpoint,
 )
 from integrations.webhooks.schedule import next_attempt_at, parse_schedule
+from testbed import readcache
 from testbed.audit import audit_record
 from testbed.choices import Channel
 
@@ -85,9 +86,17 @@ def event_fan_out(event: DomainEvent) -> list[int]:
     for this event type. Returns their ids."""
     if event.type not in PUBLIC_EVENTS or event.organization_id is None:
         return []
-    endpoints = WebhookEndpoint.objects.filter(
-        organization_id=event.organization_id, is_active=True
-    ).values_list("pk", "event_types")
+    organization_id = event.organization_id
+    # Read on every decision the organisation gets: kept in the read cache (testbed/readcache.py),
+    # which any change to an endpoint drops.
+    endpoints = readcache.get(
+        ("webhook-endpoints", organization_id),
+        lambda: list(
+            WebhookEndpoint.objects.filter(
+                organization_id=organization_id, is_active=True
+            ).values_list("pk", "event_types")
+        ),
+    )
     targets = [pk for pk, types in endpoints if event.type in (types or ())]
     if not targets:
         return []

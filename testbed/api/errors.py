@@ -7,7 +7,8 @@ them): DRF's own per-field codes (min_value, max_length, naive, ...) are answere
 with the field named. A database rule reached before the code checked it (IntegrityError,
 DataError, a protected reference) or date arithmetic that overflowed is answered here as a 4xx
 too; that is the backstop, not the plan: serializers and services check first. Django's own
-400/403/404/500 pages are answered as problem+json under /api/ (see `api_handler400` etc.).
+400/403/404/500 pages are answered as problem+json under /api/ (see `api_handler400` etc.). A
+database that is down or restarting answers 503 `service_unavailable` (testbed/unavailable.py).
 """
 
 from __future__ import annotations
@@ -27,6 +28,14 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler, set_rollback
 
 from testbed.errors import ServiceError
+from testbed.unavailable import CODE as UNAVAILABLE_CODE
+from testbed.unavailable import DETAIL as UNAVAILABLE_DETAIL
+from testbed.unavailable import (
+    RETRY_AFTER_SECONDS,
+    is_database_unavailable,
+    log_outage,
+    unavailable_response_for_current_exception,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +54,7 @@ TITLES = {
     415: "Unsupported media type",
     429: "Too many requests",
     500: "Server error",
+    503: "Service unavailable",
 }
 
 # Every `code` the API answers. Domain codes come from services (ServiceError) and the booking
@@ -66,6 +76,7 @@ API_CODES = frozenset(
         "conflict",
         "protected",
         "server_error",
+        "service_unavailable",
         # bookings and policy
         "not_aligned",
         "lead_time",
@@ -222,6 +233,17 @@ def _database_problem(exc: Exception) -> Response:
 
 
 def problem_exception_handler(exc: Exception, context: dict) -> Response | None:
+    if is_database_unavailable(exc):  # down or restarting: 503 with Retry-After, not a 500
+        set_rollback()
+        request = context.get("request")
+        if request is not None:
+            log_outage(request, exc)
+        return problem_response(
+            status_code=503,
+            code=UNAVAILABLE_CODE,
+            detail=UNAVAILABLE_DETAIL,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"},
+        )
     if isinstance(exc, ServiceError):
         return problem_response(
             status_code=exc.status,
@@ -374,6 +396,10 @@ def api_not_found(request: HttpRequest, *args, **kwargs) -> HttpResponse:
 
 
 def api_handler500(request: HttpRequest) -> HttpResponse:
+    # Called while the exception is handled: an outage raised outside a view (a middleware).
+    unavailable = unavailable_response_for_current_exception(request)
+    if unavailable is not None:
+        return unavailable
     if not _is_api(request):
         return defaults.server_error(request)
     return problem_json(

@@ -45,6 +45,7 @@ ERROR_DESCRIPTIONS = {
     "413": "The request body is over the size limit.",
     "415": "The body is not JSON (send `Content-Type: application/json`).",
     "429": "Too many requests: wait for `Retry-After` seconds.",
+    "503": "The database is restarting or unreachable: retry after `Retry-After` seconds.",
 }
 WRITE_METHODS = {"post", "put", "patch", "delete"}
 BODY_METHODS = {"post", "put", "patch"}
@@ -64,7 +65,7 @@ def postprocess_problem_responses(result: dict, generator, request, public) -> d
         for method, operation in path_item.items():
             if method not in {"get", "post", "put", "patch", "delete", "head", "options"}:
                 continue
-            statuses = ["400", "401", "403", "404", "429"]
+            statuses = ["400", "401", "403", "404", "429", "503"]
             if method in WRITE_METHODS:
                 statuses.append("409")
             if method in BODY_METHODS:

@@ -97,7 +97,7 @@ if ! munge_up; then
     || { echo "!!! slurm: munged did not start (see $DIR/log/munged.log) !!!"; exit 0; }
 fi
 
-HOST=$(hostname -s)
+HOST=$(hostname -s 2>/dev/null || uname -n | cut -d. -f1)  # `hostname` is not in every image
 PORT=$((CTLD_PORT + 1))
 {
   cat <<EOF

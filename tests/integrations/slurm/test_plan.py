@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from integrations.slurm.reconcile import plan
 from integrations.slurm.scontrol import Reservation, expand_hostlist, parse_reservations
 
@@ -118,9 +120,11 @@ def test_booking_reservations_are_created_before_maintenance_ones():
     assert [a.name for a in result.actions] == ["tb-2", "tb-maint-1"]
 
 
+@pytest.mark.redis
 def test_an_event_about_a_slurm_pool_queues_its_sync_and_others_cost_nothing(
-    db, django_capture_on_commit_callbacks, django_assert_num_queries, monkeypatch
+    transactional_db, django_capture_on_commit_callbacks, django_assert_num_queries, monkeypatch
 ):
+    """Receivers run after commit, where the read cache (testbed/readcache.py) answers."""
     from booking.events import BOOKING_CONFIRMED, publish
     from integrations.slurm.models import SlurmCluster
     from integrations.slurm.tasks import reconcile_cluster
