@@ -121,6 +121,28 @@ def test_it_answers_pending_when_no_decision_comes_within_prefer_wait(api, membe
     assert response["Preference-Applied"] == "wait=0.2"
 
 
+def test_a_committed_booking_answers_pending_when_its_decision_cannot_be_read(
+    api, member, lab, monkeypatch
+):
+    """The database or Redis going away after the commit: 201 pending, never an error that
+    would make a client without an Idempotency-Key book twice (found by bench/faults)."""
+    from django.db import OperationalError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from booking.api import views
+
+    for failure in (OperationalError("server closed the connection"), RedisConnectionError("x")):
+
+        def broken(*args, failure=failure, **kwargs):
+            raise failure
+
+        monkeypatch.setattr(views, "decision_await", broken)
+        response = api(member).post("/api/v1/bookings", body(), format="json", HTTP_PREFER="wait=2")
+        assert response.status_code == 201, response.content
+        assert response.json()["status"] == "pending"
+        Booking.objects.filter(pk=response.json()["id"]).delete()
+
+
 def test_it_hides_other_organisations_bookings(api, member, outsider, lab):
     booking_id = api(member).post("/api/v1/bookings", body(), format="json").json()["id"]
     assert api(outsider).get(f"/api/v1/bookings/{booking_id}").status_code == 404
