@@ -18,6 +18,7 @@ import datetime as dt
 import logging
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -125,14 +126,14 @@ def publish_booking(type_: str, booking, **extra) -> DomainEvent:
     )
 
 
-def publish_decided(decided: list[tuple[str, object]]) -> None:
-    """Announce a batch of (event type, booking) after commit, from the bookings in hand (their
-    organisation, user and resource loaded; status as decided): no read at commit time."""
+def publish_decided(decided: list[tuple[str, Any, dict]]) -> None:
+    """Announce a batch of (event type, booking, extra data) after commit, from the bookings in
+    hand (their organisation, user and resource loaded; status as decided): no read then."""
     if not decided:
         return
     built = [
-        DomainEvent(type=t, organization_id=b.organization_id, data=booking_data(b))  # type: ignore[attr-defined]
-        for t, b in decided
+        DomainEvent(type=t, organization_id=b.organization_id, data=booking_data(b, **extra))
+        for t, b, extra in decided
     ]
     transaction.on_commit(lambda: _send_all(built), robust=True)
 

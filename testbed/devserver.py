@@ -42,6 +42,12 @@ EXIT_CHILD_DIED = 1
 EXIT_SETUP_FAILED = 2
 
 
+def _queues() -> str:
+    """The default queue and the integrations queue (testbed/settings.py), as the env names them."""
+    default = os.environ.get("CELERY_TASK_DEFAULT_QUEUE") or "celery"
+    return f"{default},{os.environ.get('TESTBED_INTEGRATIONS_QUEUE') or 'integrations'}"
+
+
 def say(message: str) -> None:
     print(f"devserver: {message}", flush=True)
 
@@ -283,7 +289,11 @@ class DevServer:
             )
 
         planned = [
-            Child("celery worker", self.celery("worker", "-l", "info", "--concurrency", "2")),
+            Child(
+                "celery worker",
+                # One worker serves both queues here (docker-compose.yml gives each its own).
+                self.celery("worker", "-l", "info", "-Q", _queues(), "--concurrency", "2"),
+            ),
             Child("celery beat", self.celery("beat", "-l", "info")),
             Child("web server", self.manage("runserver", f"{self.host}:{self.port}", "--noreload")),
         ]

@@ -203,6 +203,15 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 CELERY_TASK_ALWAYS_EAGER = False
 # The queue web processes publish to and workers consume (tests give each run its own).
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
+# Work that waits on other systems (webhook receivers, Slurm, the mail server) has a queue of its
+# own, served by its own worker (docker-compose.yml `worker-integrations`), so a slow receiver can
+# never hold up booking decisions, which the default queue's workers do alone.
+TESTBED_INTEGRATIONS_QUEUE = env_str("TESTBED_INTEGRATIONS_QUEUE", "integrations")
+CELERY_TASK_ROUTES = {
+    "webhooks.*": {"queue": TESTBED_INTEGRATIONS_QUEUE},
+    "slurm.*": {"queue": TESTBED_INTEGRATIONS_QUEUE},
+    "booking.send_booking_email": {"queue": TESTBED_INTEGRATIONS_QUEUE},
+}
 CELERY_TASK_ACKS_LATE = True
 # Outcomes live in the database; storing task results would cost a Redis write (and a result
 # subscription on the sender) per booking. Tasks whose result is read say ignore_result=False.
@@ -220,6 +229,10 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A task running when the broker connection drops (Redis restarted) is cancelled and, being
+# acks_late and idempotent, delivered again, instead of acknowledged on a connection that is gone
+# (kombu's Redis transport could crash the worker there; the fault drill restart_redis).
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 
 # The cache gets its own Redis database (the broker's number + 1 unless CACHE_URL says), so that
 # clearing the cache (FLUSHDB) can never drop queued Celery messages or their bindings.

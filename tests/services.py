@@ -62,6 +62,7 @@ os.environ.setdefault("CELERY_BROKER_URL", redis_url)
 # Each test run gets its own queue, so two runs on one Redis never take each other's tasks
 # (a worker would look the booking up in the wrong test database).
 os.environ.setdefault("CELERY_TASK_DEFAULT_QUEUE", f"testbed-test-{os.getpid()}")
+os.environ.setdefault("TESTBED_INTEGRATIONS_QUEUE", f"testbed-test-integrations-{os.getpid()}")
 
 if database_url.startswith(("postgres://", "postgresql://")):
     reason = _postgres_reason(database_url)

@@ -24,7 +24,7 @@ from testbed.env import env_list
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
-APP_SERVICES = ("migrate", "web", "worker", "beat")
+APP_SERVICES = ("migrate", "web", "worker", "worker-integrations", "beat")
 SHELL_VARIABLES = {
     "SECRET_KEY": "compose-test-secret-" + "x" * 40,
     "POSTGRES_PASSWORD": "compose-test-password",
@@ -162,8 +162,25 @@ def test_it_serves_the_wsgi_app_from_gunicorn_with_threads(services):
 
 def test_it_runs_a_celery_worker_and_one_beat(services):
     assert command_of(services["worker"])[:4] == ["celery", "-A", "testbed", "worker"]
+    # Booking decisions never share a process with work that waits on other systems.
+    assert option(command_of(services["worker"]), "-Q", "--queues") == "celery"
+    integrations = command_of(services["worker-integrations"])
+    assert option(integrations, "-Q", "--queues") == "integrations"
     assert command_of(services["beat"])[:4] == ["celery", "-A", "testbed", "beat"]
     assert "deploy" not in services["beat"] or services["beat"]["deploy"].get("replicas", 1) == 1
+
+
+def test_work_that_waits_on_other_systems_goes_to_the_integrations_queue():
+    from django.conf import settings
+
+    from testbed.celery import app
+
+    integrations = settings.TESTBED_INTEGRATIONS_QUEUE  # "integrations" in production
+    for task in ("webhooks.deliver", "slurm.reconcile_cluster", "booking.send_booking_email"):
+        assert app.amqp.router.route({}, task)["queue"].name == integrations, task
+    default = app.conf.task_default_queue  # "celery" in production (tests use their own)
+    for task in ("booking.allocate_shard", "booking.allocate_booking", "booking.sweep_pending"):
+        assert app.amqp.router.route({}, task)["queue"].name == default, task
 
 
 def test_it_migrates_and_loads_the_catalogue_before_anything_starts(services):

@@ -163,7 +163,7 @@ class WorkerProcess:
         deadline = time.monotonic() + timeout
         inspector = app.control.inspect(destination=[self.name], timeout=1)
         while time.monotonic() < deadline:
-            queued = sum(_queued(q) for q in (_default_queue(), self.queue))
+            queued = sum(_queued(q) for q in (_default_queue(), _integrations_queue(), self.queue))
             busy = [t for tasks in (inspector.active() or {}).values() for t in tasks]
             busy += [t for tasks in (inspector.reserved() or {}).values() for t in tasks]
             if not queued and not busy:
@@ -217,26 +217,32 @@ def _default_queue() -> str:
     return app.conf.task_default_queue
 
 
+def _integrations_queue() -> str:
+    from django.conf import settings
+
+    return settings.TESTBED_INTEGRATIONS_QUEUE
+
+
 def _set_consuming(workers: list[WorkerProcess], consuming: bool) -> None:
-    """Make running workers stop (or resume) taking tasks from the default queue."""
+    """Make running workers stop (or resume) taking tasks from the shared queues."""
     from testbed.celery import app
 
     live = [w for w in workers if w.alive()]
     if not live:
         return
-    queue = _default_queue()
     names = [w.name for w in live]
-    if consuming:
-        replies = app.control.add_consumer(queue, destination=names, reply=True, timeout=5)
-    else:
-        replies = app.control.cancel_consumer(queue, destination=names, reply=True, timeout=5)
-    answered = {name for reply in replies or [] for name in reply}
-    missing = set(names) - answered
-    if missing:
-        action = "resume" if consuming else "pause"
-        raise RuntimeError(
-            f"Could not {action} the worker(s) {sorted(missing)} on queue {queue!r}."
-        )
+    for queue in (_default_queue(), _integrations_queue()):
+        if consuming:
+            replies = app.control.add_consumer(queue, destination=names, reply=True, timeout=5)
+        else:
+            replies = app.control.cancel_consumer(queue, destination=names, reply=True, timeout=5)
+        answered = {name for reply in replies or [] for name in reply}
+        missing = set(names) - answered
+        if missing:
+            action = "resume" if consuming else "pause"
+            raise RuntimeError(
+                f"Could not {action} the worker(s) {sorted(missing)} on queue {queue!r}."
+            )
 
 
 @contextlib.contextmanager
@@ -279,7 +285,7 @@ def start_worker(
     args = [
         sys.executable, "-m", "celery", "-A", "testbed", "worker",
         "-l", loglevel, "--concurrency", str(concurrency), "-P", pool,
-        "-n", name, "-Q", f"{_default_queue()},{own_queue}",
+        "-n", name, "-Q", f"{_default_queue()},{_integrations_queue()},{own_queue}",
         "--without-heartbeat", "--without-gossip", "--without-mingle",
     ]  # fmt: skip
     with open(log_path, "wb") as log:

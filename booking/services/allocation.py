@@ -186,6 +186,7 @@ class _Outcome:
     alternatives: list[dict] = field(default_factory=list)
     over_quota: bool = False
     node_of: dict[int, int] | None = None  # device → node, for pool placements
+    replaced: Booking | None = None  # a move's old booking, cancelled by this decision
 
 
 def _decide_one(
@@ -286,7 +287,9 @@ def _decide_one(
         entry.release(freeing)
     entry.hold(targets, booking.start, end)
     pending_rows.extend(rows)
-    return _Outcome(booking, new_status, targets=targets, node_of=node_of), over_quota
+    outcome = _Outcome(booking, new_status, targets=targets, node_of=node_of)
+    outcome.replaced = move.old if move is not None else None
+    return outcome, over_quota
 
 
 def _write_rejection(
@@ -308,7 +311,7 @@ def _event_of(outcome: _Outcome) -> str:
         return events.BOOKING_REJECTED
     if outcome.status == BookingStatus.AWAITING_APPROVAL:
         return events.APPROVAL_REQUESTED
-    return events.BOOKING_MOVED if outcome.booking.replaces_id else events.BOOKING_CONFIRMED
+    return events.BOOKING_CONFIRMED
 
 
 def _published(outcomes: list[_Outcome], now: dt.datetime) -> dict[int, dict]:
@@ -364,7 +367,16 @@ def _on_commit_tell(outcomes: list[_Outcome], now: dt.datetime | None = None) ->
     for o in outcomes:  # the bookings in hand, as decided (their rows were updated in bulk)
         o.booking.status = o.status
         o.booking.rejection_code = o.rejection[0] if o.rejection else ""
-    events.publish_decided([(_event_of(o), o.booking) for o in outcomes])
+    decided: list[tuple[str, Booking, dict]] = []
+    for o in outcomes:
+        if o.replaced is None:
+            decided.append((_event_of(o), o.booking, {}))
+            continue
+        # A move: the new booking took over, and the old one is cancelled (both told, each
+        # naming the other, so a receiver that hears only cancellations still learns it).
+        decided.append((events.BOOKING_MOVED, o.booking, {"moved_from": o.replaced.pk}))
+        decided.append((events.BOOKING_CANCELLED, o.replaced, {"moved_to": o.booking.pk}))
+    events.publish_decided(decided)
     for outcome in outcomes:
         if outcome.booking.user.email:
             transaction.on_commit(

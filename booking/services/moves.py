@@ -198,6 +198,7 @@ def moves_lock(batch: list[Booking]) -> dict[int, Move]:
     olds = {
         b.pk: b
         for b in Booking.objects.select_for_update(of=("self",))
+        .select_related("organization", "user", "equipment_type", "pool")  # for their events
         .filter(pk__in=old_ids)
         .order_by("pk")
     }

@@ -117,7 +117,9 @@ def test_moves_no_shows_and_approvals_have_their_own_events(
             channel="api",
         )
         booking_allocate(booking_id=new.pk)
-    assert types(heard)[-1] == ("booking.moved", new.pk)
+    assert types(heard)[-2:] == [("booking.moved", new.pk), ("booking.cancelled", old.pk)]
+    assert heard[-2].data["moved_from"] == old.pk and heard[-1].data["moved_to"] == new.pk
+    assert heard[-1].data["booking"]["status"] == "cancelled"
     assert Booking.objects.get(pk=old.pk).status == "cancelled"
 
     heard.clear()

@@ -77,13 +77,20 @@ BOOKING_EXAMPLE = {
 }
 
 
-def _booking_event(description: str, status: str, **changes: Any) -> dict:
+def _booking_event(
+    description: str, status: str, *, extra: dict[str, int] | None = None, **changes: Any
+) -> dict:
+    """`extra`: top-level integer fields beside `booking` (their example values)."""
     example = {"booking": {**BOOKING_EXAMPLE["booking"], "status": status, **changes}}
+    example |= extra or {}
     return {
         "description": description,
         "data": {
             "type": "object",
-            "properties": {"booking": BOOKING},
+            "properties": {
+                "booking": BOOKING,
+                **{name: {"type": "integer"} for name in (extra or {})},
+            },
             "required": ["booking"],
             "additionalProperties": True,
         },
@@ -119,12 +126,18 @@ EVENTS: dict[str, dict[str, Any]] = {
         "A booking was refused (no capacity, quota, an operator, or it expired undecided): "
         "`rejection_code` says why.",
         "rejected",
-        rejection_code="capacity",
+        rejection_code="unavailable",
     ),
-    "booking.cancelled": _booking_event("A booking was cancelled.", "cancelled"),
+    "booking.cancelled": _booking_event(
+        "A booking was cancelled: by its booker, a manager or an operator, or because it was "
+        "moved (then `moved_to` names the booking that replaced it, sent as booking.moved).",
+        "cancelled",
+    ),
     "booking.moved": _booking_event(
-        "A booking was moved to a new window: this is the new booking (the old one is cancelled).",
+        "A booking was moved to a new window: this is the new booking; `moved_from` names the old "
+        "one, which is cancelled (a booking.cancelled with `moved_to` is sent for it too).",
         "confirmed",
+        extra={"moved_from": 4711},
         id=4712,
         url="https://testbed.example.kr/bookings/4712/",
     ),
