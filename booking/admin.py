@@ -16,12 +16,14 @@ from booking.models import (
     IdempotencyRecord,
     Invitation,
     Membership,
+    Occupancy,
     Organization,
     Qualification,
     QuotaGrant,
     QuotaLedgerEntry,
     TelemetrySample,
 )
+from booking.models.occupancy import CELL_MINUTES
 from equipment.models import AcceleratorPool, EquipmentType
 from testbed.admin import ReadOnlyAdminMixin, ReadOnlyInline
 from testbed.choices import Channel
@@ -431,3 +433,16 @@ class DailyUsageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["organization__name", "resource_code"]
     date_hierarchy = "day"
     list_select_related = ["organization"]
+
+
+@admin.register(Occupancy)
+class OccupancyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Derived from the allocations by triggers (repair: `manage.py rebuild_occupancy`)."""
+
+    list_display = ["day", "kind", "target", "busy_minutes", "odd"]
+    list_filter = ["kind"]
+    date_hierarchy = "day"
+
+    @admin.display(description=_("점유 시간 (분)"))
+    def busy_minutes(self, obj: Occupancy) -> int:
+        return obj.busy_cells * CELL_MINUTES

@@ -1,30 +1,42 @@
 """What `GET /api/v1/availability` answers: the free-count timeline and every window that fits.
 
-Two paths to one answer (tests/booking/test_availability_window.py checks they agree):
+Three paths to one answer (tests/booking/test_availability_window.py checks they agree):
 
-- On PostgreSQL, **cells**: one query has the database turn the window's allocation rows into one
-  bit string per unit or device — "busy at some moment of cell k" for the cells of
-  booking.availability.Grid (gcd(slot, 24 h, buffer) minutes from local midnight) — by XOR-ing
-  two toggle bits per row (`_CELLS_SQL`), and hands back as they are only the rows that do not
-  start and end on cell bounds (early check-outs), which are swept exactly. Python never sees the
-  other rows: fitting is a few dozen big-int operations per device (free over [k, k+d) for every
-  k at once; at least N free devices of one node; whole nodes adding up to N), and the timeline
-  is a count of the same bits per cell. Python's share grows with devices × cells, not bookings.
+- On PostgreSQL, **stored cells** (`read_stored`): booking_occupancy (booking/models/occupancy.py)
+  holds, per unit or device and UTC day, the 5-minute cells its active allocations hold, kept by
+  triggers on booking_allocation in the writing transaction (migration 0009_device_occupancy).
+  One query reads the asked days' rows of the resource's units or devices, aggregated by
+  PostgreSQL into one byte string per unit or device (128 devices × 31 days: ~4,000 rows of 36
+  bytes, no allocation row read). Used when the resource's slot and buffer are multiples of 5
+  minutes and the zone keeps one offset over the window, so every slot start, window end and
+  buffer shift falls on a stored cell bound: fits and timeline are then exact on 5-minute cells.
+  Pieces of allocations off the cell bounds (early check-outs) are kept exactly beside the cells.
+- On PostgreSQL otherwise, **cells computed at request time** (`read_cells`): one query has the
+  database turn the window's allocation rows into one bit string per unit or device — "busy at
+  some moment of cell k" for the cells of booking.cells.Grid (gcd(slot, 24 h, buffer)
+  minutes from local midnight) — by XOR-ing two toggle bits per row (`_CELLS_SQL`), and hands
+  back as they are only the rows that do not start and end on cell bounds, swept exactly.
 - Otherwise (SQLite for `make run`, a DST change inside the window, dates near the calendar's
   ends), **by the allocator**: read the busy intervals and try every bookable slot start with the
   allocator's own choose_units/choose_devices. Also the reference the tests and the benchmark
-  compare the cells path with.
+  compare the cells paths with.
 
-Both walk the whole asked window (the API bounds the window to 31 days, not the search).
+With cells, fitting is a few dozen big-int operations per device (free over [k, k+d) for every k
+at once; at least N free devices of one node; whole nodes adding up to N), and the timeline is a
+count of the same bits per cell: Python's share grows with devices × cells, not bookings. All
+three walk the whole asked window (the API bounds the window to 31 days, not the search).
 
-Why this one (bench/availability.py: 16 × 8 devices, 100,000 allocations in 30 days, 2 cores):
-fetching the rows into Python costs ~0.4 s before any work (200,000 timestamps), and the sweep and
-the per-slot allocator calls 1.8 s more. In PostgreSQL, a GROUP BY time of ±1 events (the
-timeline alone) took 60–90 ms, a per-device lag() window for free gaps 80–120 ms, per-(device,
-64-cell word) `bit_or` with generate_series ~100 ms and more with grouping sets (sorts spilling
-to disk); the toggle bit strings do timeline and fits in one scan and one hash aggregate of 128
-groups, ~100 ms, of which the scan is ~15–35 ms: the floor for any aggregate computed at query
-time. Going below it needs occupancy kept pre-aggregated as allocations are written.
+Why stored (bench/availability.py: 16 × 8 devices, 100,000 allocations in 30 days, 2 shared
+cores): any aggregate computed at request time must visit the window's 100,000 allocation rows.
+Fetching them into Python cost ~0.4 s; in PostgreSQL a GROUP BY time of ±1 events took 60–90 ms,
+a per-device lag() window 80–120 ms, the toggle bit strings of `_CELLS_SQL` 100–240 ms (the scan
+alone 15–35 ms). The stored day rows are read in 2.5–4 ms of PostgreSQL (~4,000 rows of 36
+bytes, one hash aggregate); the selector then spends ~10 ms of Python (decoding the bytes ~1,
+per-cell counts and the ~2,700-step timeline 3–4, fits 2–3, maintenance and the device list 2),
+and the view ~10 ms more (datetimes to ISO text ~5, JSON of ~290 kB ~3, DRF and middleware):
+HTTP p50 ~24–40 ms depending on the machine's load, against 133–322 ms before. What is left
+grows with the answer's size, not with the bookings. The triggers cost a writer ~20–35 µs of
+server time per allocation row (statement-level; FOR EACH ROW cost ~430 µs).
 """
 
 from __future__ import annotations
@@ -36,19 +48,18 @@ from typing import Any
 from django.db import connection
 
 from booking.allocator import add_clipped, choose_devices, choose_units
-from booking.availability import (
+from booking.availability import slot_start_minutes, slot_starts, timeline
+from booking.cells import (
     Grid,
     at_least,
     cell_timeline,
     grid_for,
     prefix_xor,
-    slot_start_minutes,
-    slot_starts,
     spread_earlier,
-    timeline,
     whole_nodes_free,
     windows_free,
 )
+from booking.models.occupancy import CELL_MINUTES, CELLS_PER_DAY, Occupancy
 from booking.policy import check_maintenance
 from booking.services.resources import (
     buffer_of,
@@ -61,6 +72,24 @@ from equipment.choices import DeviceStatus, NodeStatus, UnitStatus
 from equipment.models import Device, EquipmentType, EquipmentUnit, MaintenanceWindow
 
 Interval = tuple[dt.datetime, dt.datetime]
+STORED_CELL = dt.timedelta(minutes=CELL_MINUTES)
+_DAY = dt.timedelta(days=1)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_DAY_BYTES = CELLS_PER_DAY // 8
+# varbit_send writes cell 0 as the first byte's highest bit; reversed within each byte, the bytes
+# read little-endian give an int whose bit k is cell k.
+_REVERSE_BITS = bytes(int(f"{b:08b}"[::-1], 2) for b in range(256))
+
+# The asked days' rows of some units or devices, aggregated per unit or device: its days (from the
+# first asked), their cells (36 bytes a day, after varbit_send's 4-byte length) in the same order,
+# and the exact pieces off the cell bounds. The primary key (kind, target, day) finds them.
+_STORED_SQL = """
+SELECT target, array_agg(day - %(d0)s), string_agg(substr(varbit_send(bits), 5), ''::bytea),
+       array_agg(odd) FILTER (WHERE odd IS NOT NULL)
+FROM booking_occupancy
+WHERE kind = %(kind)s AND target = ANY(%(targets)s) AND day BETWEEN %(d0)s AND %(d1)s
+GROUP BY target
+"""
 
 # One scan, one hash aggregate of one row per unit or device. Its active allocations never overlap
 # (the exclusion constraint), so its busy cells are the prefix-XOR of toggles at each allocation's
@@ -87,6 +116,55 @@ FROM (
 ) c
 GROUP BY t
 """
+
+
+def stored_grid(grid: Grid | None) -> Grid | None:
+    """`grid` cut into the stored 5-minute cells, when every one of its cells is a whole number of
+    them on their bounds (its cell a multiple of 5 minutes, the zone's offset too); else None."""
+    if grid is None or grid.cell % STORED_CELL or grid.offset % STORED_CELL:
+        return None
+    per = grid.cell // STORED_CELL
+    return Grid(origin=grid.origin, cell=STORED_CELL, n=grid.n * per, offset=grid.offset)
+
+
+def read_stored(
+    kind: int, targets: list[int], grid: Grid
+) -> tuple[dict[int, int], dict[int, list[Interval]]]:
+    """`read_cells` from booking_occupancy, for a `stored_grid`: the cells the units' or devices'
+    on-bound allocations hold, and the exact pieces of the others. One query; PostgreSQL only."""
+    bits: dict[int, int] = {}
+    odd: dict[int, list[Interval]] = defaultdict(list)
+    if not targets:
+        return bits, odd
+    first = (grid.origin - _EPOCH) // _DAY
+    last = (grid.at(grid.n) - STORED_CELL - _EPOCH) // _DAY
+    days = last - first + 1
+    d0 = (_EPOCH + first * _DAY).date()
+    skip = (grid.origin - _EPOCH - first * _DAY) // STORED_CELL  # cells of day d0 before origin
+    mask = grid.full
+    in_order = list(range(days))
+    params: dict[str, Any] = {
+        "kind": kind,
+        "targets": targets,
+        "d0": d0,
+        "d1": (_EPOCH + last * _DAY).date(),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_STORED_SQL, params)
+        for target, offsets, blob, pieces in cursor.fetchall():
+            if offsets != in_order:  # days missing (nothing held) or out of order
+                whole = bytearray(days * _DAY_BYTES)
+                for i, k in enumerate(offsets):
+                    whole[k * _DAY_BYTES : (k + 1) * _DAY_BYTES] = blob[
+                        i * _DAY_BYTES : (i + 1) * _DAY_BYTES
+                    ]
+                blob = whole
+            cells = int.from_bytes(bytes(blob).translate(_REVERSE_BITS), "little") >> skip & mask
+            if cells:
+                bits[target] = cells
+            for multirange in pieces or ():
+                odd[target].extend((r.lower, r.upper) for r in multirange)
+    return bits, odd
 
 
 def read_cells(
@@ -128,6 +206,7 @@ def availability(*, resource, start, end, quantity: int, duration) -> dict:
         return by_allocator(
             resource=resource, start=start, end=end, quantity=quantity, duration=duration
         )
+    stored = stored_grid(grid)
     windows = resource_maintenance(resource, start, reach)
     if isinstance(resource, EquipmentType):
         column = "unit_id"
@@ -150,7 +229,12 @@ def availability(*, resource, start, end, quantity: int, duration) -> dict:
         ids = [pk for members in groups.values() for pk in members]
         held = MaintenanceWindow.objects.filter(node__pool=resource, start__lt=reach, end__gt=start)
         held_rows = held.order_by().values_list("node_id", "start", "end")
-    bits, odd = read_cells(column, ids, grid, start, reach)
+    if stored is not None:
+        grid = stored
+        kind = Occupancy.Kind.UNIT if column == "unit_id" else Occupancy.Kind.DEVICE
+        bits, odd = read_stored(kind, ids, grid)
+    else:
+        bits, odd = read_cells(column, ids, grid, start, reach)
     for owner, w_start, w_end in held_rows:  # maintenance of a unit or a node: busy like a booking
         for pk in groups.get(owner, ()):
             if grid.on_bounds(w_start, w_end):
@@ -220,13 +304,22 @@ def _fits(grid, policy, resource, groups, bits, odd, windows, start, end, quanti
     assert found is not None  # grid_for checked the same fixed offset
     minutes, offset = found
     text = format(fitting, f"0{grid.n}b")[::-1]
+    n = grid.n
+    chosen = [k for k in grid.indices_of_local_minutes(minutes) if 0 <= k < n and text[k] == "1"]
+    if not chosen:
+        return []
+    # One UTC offset over the grid (grid_for): wall-clock steps from the first moment are exact;
+    # a start zone other than the policy's that changes offset inside is converted one by one.
     zone = start.tzinfo
-    result = []
-    for k in grid.indices_of_local_minutes(minutes):
-        if 0 <= k < grid.n and text[k] == "1":
-            s = grid.at(k).astimezone(zone)
-            result.append((s, (grid.at(k) + duration).astimezone(zone)))
-    return result
+    cell = grid.cell
+    first = grid.at(chosen[0]).astimezone(zone)
+    last = grid.at(chosen[-1]).astimezone(zone)
+    if first.utcoffset() != last.utcoffset() or (last + duration).utcoffset() != last.utcoffset():
+        return [
+            (grid.at(k).astimezone(zone), (grid.at(k) + duration).astimezone(zone)) for k in chosen
+        ]
+    base = chosen[0]
+    return [(s, s + duration) for s in (first + (k - base) * cell for k in chosen)]
 
 
 def by_allocator(*, resource, start, end, quantity: int, duration) -> dict:

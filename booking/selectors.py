@@ -60,7 +60,8 @@ def availability(*, resource, start, end, quantity: int, duration) -> dict:
     """Free count as a step function over [start, end), and every window of `duration` that fits.
 
     The whole window is searched (the API bounds the window, not the search); computed from the
-    allocation rows, never from counters. How: booking/occupancy.py.
+    occupancy PostgreSQL derives from the allocation rows in their writing transaction (or from
+    the rows themselves), never from counters. How: booking/occupancy.py.
     """
     from booking.occupancy import availability as compute
 

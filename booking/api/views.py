@@ -24,6 +24,7 @@ from booking.api.serializers import (
     BookingSerializer,
     ReasonSerializer,
 )
+from booking.availability import IsoMoments
 from booking.choices import BookingStatus
 from booking.models import (
     Allocation,
@@ -430,7 +431,8 @@ class AvailabilityView(APIView):
             quantity=q["quantity"],
             duration=duration,
         )
-        iso = AwareDateTimeField().to_representation
+        # AwareDateTimeField's text, each moment written once (booking/availability.py).
+        iso = IsoMoments(FACILITY_ZONE)
         fits = result["fits"]
         return Response(
             {

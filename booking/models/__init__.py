@@ -13,6 +13,7 @@ from booking.models.core import (
     QuotaGrant,
     QuotaLedgerEntry,
 )
+from booking.models.occupancy import Occupancy
 from booking.models.usage import BookingUsage, ContestedRound, DailyUsage, TelemetrySample
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "IdempotencyRecord",
     "Invitation",
     "Membership",
+    "Occupancy",
     "Organization",
     "Qualification",
     "QuotaGrant",

@@ -211,8 +211,10 @@ class ApiKey(models.Model):
 class Booking(models.Model):
     """A request for `quantity` units of an equipment type, or devices of a pool, over [start, end)."""
 
+    # Indexes are deliberate (Meta.indexes says what each serves): every insert and status change
+    # updates each one, and PostgreSQL plans every statement against all of them.
     organization = models.ForeignKey(
-        Organization, on_delete=models.PROTECT, related_name="bookings"
+        Organization, on_delete=models.PROTECT, related_name="bookings", db_index=False
     )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="bookings"
@@ -230,6 +232,7 @@ class Booking(models.Model):
         on_delete=models.PROTECT,
         related_name="+",
         help_text=_("The unit the booker asked for by code, if any."),
+        db_index=False,
     )
     quantity = models.PositiveIntegerField(
         _("quantity"), default=1, validators=[MinValueValidator(1)]
@@ -242,7 +245,6 @@ class Booking(models.Model):
         max_length=20,
         choices=BookingStatus.choices,
         default=BookingStatus.PENDING,
-        db_index=True,
     )
     channel = models.CharField(
         _("channel"), max_length=10, choices=Channel.choices, default=Channel.API
@@ -257,6 +259,7 @@ class Booking(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="affected_bookings",
+        db_index=False,
     )
     actual_start = models.DateTimeField(_("checked in at"), null=True, blank=True)
     actual_end = models.DateTimeField(_("checked out at"), null=True, blank=True)
@@ -272,6 +275,7 @@ class Booking(models.Model):
         on_delete=models.PROTECT,
         related_name="bookings",
         help_text=_("Set while the booking waits for a contested round's cutoff."),
+        db_index=False,
     )
     replaces = models.ForeignKey(
         "self",
@@ -282,10 +286,11 @@ class Booking(models.Model):
         help_text=_(
             "A move: the booking this one takes over from once confirmed (kept until then)."
         ),
+        db_index=False,
     )
     allocation_attempts = models.PositiveIntegerField(default=0)
     decided_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -293,10 +298,44 @@ class Booking(models.Model):
         verbose_name = _("booking")
         verbose_name_plural = _("bookings")
         indexes = [
+            # An organisation's bookings by time (lists, usage, quota), and its foreign key.
             models.Index(fields=["organization", "start"], name="booking_org_start_idx"),
             # Reports over all organisations select bookings by start (the live part of a month).
             models.Index(fields=["start"], name="booking_start_idx"),
-            models.Index(fields=["status", "created_at"], name="booking_status_created_idx"),
+            # The deciders' claim and the lost-task sweep: only pending rows, so the claim stays
+            # as fast at a million bookings as at a thousand, autovacuum or not.
+            models.Index(
+                fields=["id"],
+                name="booking_pending_idx",
+                condition=models.Q(status="pending"),
+            ),
+            # The lifecycle sweeps (no-shows, start, completion, expiry): bookings still live.
+            models.Index(
+                fields=["start"],
+                name="booking_live_start_idx",
+                condition=models.Q(
+                    status__in=["pending", "awaiting_approval", "confirmed", "active"]
+                ),
+            ),
+            # Foreign keys that are mostly empty: indexed where set, for deletes and lookups.
+            models.Index(
+                fields=["affected_by_maintenance"],
+                name="booking_maintenance_idx",
+                condition=models.Q(affected_by_maintenance__isnull=False),
+            ),
+            models.Index(
+                fields=["pinned_unit"],
+                name="booking_pinned_unit_idx",
+                condition=models.Q(pinned_unit__isnull=False),
+            ),
+            models.Index(
+                fields=["round"], name="booking_round_idx", condition=models.Q(round__isnull=False)
+            ),
+            models.Index(
+                fields=["replaces"],
+                name="booking_replaces_idx",
+                condition=models.Q(replaces__isnull=False),
+            ),
         ]
         constraints = [
             models.CheckConstraint(

@@ -2,8 +2,9 @@
 
 An endpoint URL is checked when it is saved (its form, and the addresses its name resolves to
 now) and again at every delivery (the name may resolve elsewhere since): every address must be
-global unicast, and the request then goes to the address that was checked, never to a second
-lookup. Plain http:// and loopback targets are allowed only for local development and tests
+global unicast (an IPv6 address that embeds an IPv4 one, e.g. NAT64 64:ff9b::/96 or 6to4
+2002::/16, counts as the IPv4 address it embeds), and the request then goes to the address that
+was checked, never to a second lookup. Plain http:// and loopback targets are allowed only for local development and tests
 (settings.DEBUG or TESTBED_WEBHOOKS_ALLOW_HTTP), and then only to localhost itself.
 """
 
@@ -39,9 +40,35 @@ def local_targets_allowed() -> bool:
     return bool(settings.DEBUG or getattr(settings, "TESTBED_WEBHOOKS_ALLOW_HTTP", False))
 
 
+# IPv6 forms that carry an IPv4 address (a NAT64 gateway or 6to4 relay would forward to it):
+# such an address is public only if the IPv4 address in it is.
+NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: the last 32 bits
+NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215: local use, never public
+IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated ::a.b.c.d (and ::, ::1)
+IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # RFC 2765 (SIIT)
+EMBEDDING_LAST_32 = (NAT64_WELL_KNOWN, IPV4_COMPATIBLE, IPV4_TRANSLATED)
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for, if it is one of the embedding forms."""
+    if ip.ipv4_mapped is not None:  # ::ffff:0:0/96
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:  # 2002::/16
+        return ip.sixtofour
+    if ip.teredo is not None:  # 2001::/32: the client's address
+        return ip.teredo[1]
+    if any(ip in network for network in EMBEDDING_LAST_32):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return _is_public(ip.ipv4_mapped)
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in NAT64_LOCAL_USE:
+            return False
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None:
+            return _is_public(embedded)
     return ip.is_global and not ip.is_multicast
 
 

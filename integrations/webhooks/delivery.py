@@ -175,13 +175,20 @@ def _claim(delivery_id: int, now: dt.datetime) -> bool:
     )
 
 
-def _secrets(endpoint: WebhookEndpoint, now: dt.datetime) -> list[str]:
-    keep_previous = (
-        endpoint.previous_secret
-        and endpoint.previous_secret_expires_at is not None
-        and endpoint.previous_secret_expires_at > now
-    )
-    return [endpoint.secret, endpoint.previous_secret] if keep_previous else [endpoint.secret]
+def signing_secrets(endpoint: WebhookEndpoint, now: dt.datetime | None = None) -> list[str]:
+    """The secrets a delivery is signed with now: the current one, then every rotated-out one
+    still inside its 24 hours (newest first)."""
+    return [endpoint.secret, *(entry["secret"] for entry in live_previous_secrets(endpoint, now))]
+
+
+def live_previous_secrets(endpoint: WebhookEndpoint, now: dt.datetime | None = None) -> list[dict]:
+    """The rotated-out secrets that still sign, newest first: [{"secret", "until"}]."""
+    now = now or timezone.now()
+    return [
+        entry
+        for entry in endpoint.previous_secrets or []
+        if dt.datetime.fromisoformat(entry["until"]) > now
+    ]
 
 
 def delivery_attempt(*, delivery_id: int) -> str | None:
@@ -202,7 +209,7 @@ def delivery_attempt(*, delivery_id: int) -> str | None:
         return DeliveryStatus.FAILED
     result = sender.send(
         url=endpoint.url,
-        secrets=_secrets(endpoint, now),
+        secrets=signing_secrets(endpoint, now),
         event_id=delivery.event_id,
         body=delivery.body,
     )

@@ -11,7 +11,7 @@ import base64
 import datetime as dt
 import secrets as random_secrets
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from booking.events import PUBLIC_EVENTS
@@ -30,6 +30,9 @@ from testbed.errors import Conflict, NotFound, ServiceError
 
 MAX_ENDPOINTS_PER_ORGANIZATION = 20
 PREVIOUS_SECRET_VALIDITY = dt.timedelta(hours=24)
+# Rotated-out secrets that may sign at once besides the current one (each for its 24 hours):
+# rotating more often than this drops the oldest early.
+MAX_PREVIOUS_SECRETS = 3
 SECRET_BYTES = 32
 
 
@@ -63,6 +66,21 @@ def _check_description(description: str) -> str:
     if len(description) > 200:
         raise ServiceError("Keep the description within 200 characters.", field="description")
     return description
+
+
+def _check_url_unused(*, organization: Organization, url: str, endpoint_id: int | None = None):
+    """Conflict if another endpoint of the organisation has this URL (it would get every event
+    twice). The unique constraint backs this up against a race."""
+    others = WebhookEndpoint.objects.filter(organization=organization, url=url)
+    if endpoint_id is not None:
+        others = others.exclude(pk=endpoint_id)
+    existing = others.values_list("pk", flat=True).first()
+    if existing is not None:
+        raise Conflict(
+            f"Endpoint {existing} of this organisation already has this URL: subscribe it to "
+            "more events instead of registering the URL twice (each event would arrive twice).",
+            field="url",
+        )
 
 
 # --- reads with access ---------------------------------------------------------------------------
@@ -123,6 +141,7 @@ def webhook_endpoint_create(
                 "delete one you no longer use, or subscribe an existing one to more events.",
                 field="url",
             )
+        _check_url_unused(organization=organization, url=url)
         endpoint = WebhookEndpoint.objects.create(
             organization=organization,
             url=url,
@@ -150,6 +169,9 @@ def webhook_endpoint_update(
     fields: dict = {}
     if "url" in changes:
         fields["url"] = check_endpoint_url(changes["url"])
+        _check_url_unused(
+            organization=endpoint.organization, url=fields["url"], endpoint_id=endpoint.pk
+        )
     if "event_types" in changes:
         fields["event_types"] = check_event_types(changes["event_types"])
     if "description" in changes:
@@ -167,50 +189,70 @@ def webhook_endpoint_update(
             )
     if not fields:
         return endpoint
-    with transaction.atomic():
-        for name, value in fields.items():
-            setattr(endpoint, name, value)
-        endpoint.save(update_fields=[*fields, "updated_at"])
-        audit_record(
-            actor=actor,
-            channel=channel,
-            action="webhook_endpoint.update",
-            obj=endpoint,
-            from_state=from_state,
-            to_state="active" if endpoint.is_active else "disabled",
-            data={
-                k: (v.isoformat() if isinstance(v, dt.datetime) else v)
-                for k, v in fields.items()
-                if k in ("url", "event_types", "description", "is_active")
-            },
+    try:
+        with transaction.atomic():
+            for name, value in fields.items():
+                setattr(endpoint, name, value)
+            endpoint.save(update_fields=[*fields, "updated_at"])
+            audit_record(
+                actor=actor,
+                channel=channel,
+                action="webhook_endpoint.update",
+                obj=endpoint,
+                from_state=from_state,
+                to_state="active" if endpoint.is_active else "disabled",
+                data={
+                    k: (v.isoformat() if isinstance(v, dt.datetime) else v)
+                    for k, v in fields.items()
+                    if k in ("url", "event_types", "description", "is_active")
+                },
+            )
+    except IntegrityError:  # the same URL saved by someone else a moment ago
+        if "url" not in fields:
+            raise
+        _check_url_unused(
+            organization=endpoint.organization, url=fields["url"], endpoint_id=endpoint.pk
         )
+        raise
     return endpoint
 
 
 def webhook_endpoint_rotate_secret(
     *, actor, endpoint: WebhookEndpoint, keep_previous: bool = True, channel: str
 ) -> tuple[WebhookEndpoint, str]:
-    """A new secret (returned, shown once). The previous one keeps signing alongside it for
-    24 hours unless `keep_previous` is False (a leaked secret: stop it at once)."""
+    """A new secret (returned, shown once). The one it replaces keeps signing alongside it for
+    24 hours, and so do those rotated out earlier that are still inside their own 24 hours (at
+    most MAX_PREVIOUS_SECRETS, the oldest dropped first), unless `keep_previous` is False (a
+    leaked secret: every old one stops at once)."""
     secret = new_secret()
     now = timezone.now()
     with transaction.atomic():
-        endpoint.previous_secret = endpoint.secret if keep_previous else ""
-        endpoint.previous_secret_expires_at = (
-            now + PREVIOUS_SECRET_VALIDITY if keep_previous else None
+        # Two rotations at once: the second sees the first's secret, not a stale copy.
+        endpoint = (
+            WebhookEndpoint.objects.select_for_update(of=("self",))
+            .select_related("organization", "created_by")
+            .get(pk=endpoint.pk)
         )
+        if keep_previous:
+            retired = {
+                "secret": endpoint.secret,
+                "until": (now + PREVIOUS_SECRET_VALIDITY).isoformat(),
+            }
+            previous = [retired, *deliveries.live_previous_secrets(endpoint, now)][
+                :MAX_PREVIOUS_SECRETS
+            ]
+        else:
+            previous = []
+        endpoint.previous_secrets = previous
         endpoint.secret = secret
-        endpoint.save(
-            update_fields=["secret", "previous_secret", "previous_secret_expires_at", "updated_at"]
-        )
+        endpoint.save(update_fields=["secret", "previous_secrets", "updated_at"])
         audit_record(
             actor=actor,
             channel=channel,
             action="webhook_endpoint.rotate_secret",
             obj=endpoint,
-            data={"previous_valid_until": endpoint.previous_secret_expires_at.isoformat()
-                  if endpoint.previous_secret_expires_at else None},
-        )  # fmt: skip
+            data={"previous_valid_until": [entry["until"] for entry in previous]},
+        )
     return endpoint, secret
 
 

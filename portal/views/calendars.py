@@ -2,9 +2,10 @@
 
 The page lists the person's feeds (what each covers, when its address was made and last fetched,
 whether it still works) and offers a personal feed, one per organisation they belong to, and
-(operators) one per equipment type or pool. The secret address is shown once, on the page that
-answers making or regenerating a feed (no-store): only its hash is kept, so a lost address is
-regenerated, which revokes the old one at once. Rules: integrations/calendars/services.py.
+(operators) one per equipment type or pool. The secret address is shown once (no-store): making
+or regenerating a feed keeps it in the session and redirects to `/calendars/`, whose next GET
+takes it out and shows it (a reload never posts again, nor shows it twice). Only its hash is
+stored, so a lost address is regenerated, which revokes the old one at once. Rules: integrations/calendars/services.py.
 Links here come from my bookings, my organisation (`?org=<slug>`) and, for operators, a
 resource's page (`?resource=<code>`).
 """
@@ -28,6 +29,7 @@ from integrations.calendars.choices import FeedLanguage, FeedScope
 from integrations.calendars.ical import calendar_name
 from integrations.calendars.models import CalendarFeed
 from integrations.calendars.services import (
+    TOKEN_MARK,
     access_calendar_feed,
     calendar_feed_create,
     calendar_feed_delete,
@@ -105,9 +107,16 @@ def _render(request, *, status: int = 200, error: str = "", form_scope: str = ""
     return render(request, "portal/calendars.html", context, status=status)
 
 
-def _shown(
-    request, feed: CalendarFeed, raw: str, *, status: int, regenerated: bool
-) -> HttpResponseBase:
+ONCE_SESSION_KEY = "portal_calendar_shown_once"
+
+
+def _keep_for_display(request, feed: CalendarFeed, raw: str, *, regenerated: bool):
+    """Remember the new address for the next GET of /calendars/, then redirect there."""
+    request.session[ONCE_SESSION_KEY] = {"feed": feed.pk, "raw": raw, "regenerated": regenerated}
+    return redirect(reverse("portal:calendars"))
+
+
+def _shown(request, feed: CalendarFeed, raw: str, *, regenerated: bool) -> HttpResponseBase:
     """The one page that shows the secret address: never stored by any cache."""
     url = public_base_url(request) + feed_path(raw)
     response = render(
@@ -120,7 +129,6 @@ def _shown(
             "webcal_url": "webcal://" + url.split("://", 1)[-1],
             "regenerated": regenerated,
         },
-        status=status,
     )
     return mark_no_store(response)
 
@@ -128,6 +136,12 @@ def _shown(
 @login_required
 @require_GET
 def calendars(request):
+    kept = request.session.pop(ONCE_SESSION_KEY, None)
+    if kept:
+        feed = CalendarFeed.objects.filter(pk=kept.get("feed"), owner_id=request.user.pk).first()
+        # Regenerated again elsewhere (the API) since: that address no longer works.
+        if feed is not None and kept["raw"].startswith(f"{TOKEN_MARK}_{feed.token_prefix}_"):
+            return _shown(request, feed, kept["raw"], regenerated=bool(kept.get("regenerated")))
     return _render(request)
 
 
@@ -153,7 +167,7 @@ def calendar_create(request):
         return _render(
             request, status=error.status, error=_error_text(error), form_scope=data["scope"]
         )
-    return _shown(request, feed, raw, status=201, regenerated=False)
+    return _keep_for_display(request, feed, raw, regenerated=False)
 
 
 def _error_text(error: ServiceError) -> str:
@@ -185,7 +199,7 @@ def calendar_regenerate(request, feed_id: int):
     feed, raw = calendar_feed_regenerate(
         actor=request.user, feed=_own_feed(request, feed_id), channel=Channel.WEB
     )
-    return _shown(request, feed, raw, status=200, regenerated=True)
+    return _keep_for_display(request, feed, raw, regenerated=True)
 
 
 @login_required

@@ -3,7 +3,10 @@ and each endpoint's delivery log with redelivery.
 
 Managers change them; operators see them read-only (access module:
 access_organization_webhooks). `?org=<slug>` picks the organisation as on `/organization/`. A
-new or rotated secret is shown on its own page, once, never cached. Plain forms, post/redirect/get.
+new or rotated secret is shown once, never cached, and never as the answer to the POST itself (a
+reload would post again): the POST keeps it in the session and redirects to the endpoint's page,
+whose next GET takes it out of the session and shows it on its own page. Plain forms,
+post/redirect/get.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from django.http import Http404, HttpResponseForbidden
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from booking.events import PUBLIC_EVENTS
@@ -33,15 +36,15 @@ from testbed.security import mark_no_store
 
 LOG_ROWS = 50
 EVENT_LABELS = {
-    "booking.confirmed": gettext_lazy("예약 확정"),
-    "booking.rejected": gettext_lazy("예약 거절"),
-    "booking.cancelled": gettext_lazy("예약 취소"),
-    "booking.moved": gettext_lazy("예약 이동"),
-    "booking.no_show": gettext_lazy("노쇼 처리"),
-    "booking.reclaimed": gettext_lazy("유휴 회수"),
-    "approval.requested": gettext_lazy("승인 요청"),
-    "quota.threshold": gettext_lazy("쿼터 임계 도달"),
-    "maintenance.scheduled": gettext_lazy("점검 예정"),
+    "booking.confirmed": pgettext_lazy("webhook event", "예약 확정"),
+    "booking.rejected": pgettext_lazy("webhook event", "예약 거절"),
+    "booking.cancelled": pgettext_lazy("webhook event", "예약 취소"),
+    "booking.moved": pgettext_lazy("webhook event", "예약 이동"),
+    "booking.no_show": pgettext_lazy("webhook event", "노쇼 처리"),
+    "booking.reclaimed": pgettext_lazy("webhook event", "유휴 회수"),
+    "approval.requested": pgettext_lazy("webhook event", "승인 요청"),
+    "quota.threshold": pgettext_lazy("webhook event", "쿼터 임계 도달"),
+    "maintenance.scheduled": pgettext_lazy("webhook event", "점검 예정"),
 }
 
 
@@ -99,12 +102,29 @@ def _can_write(request, org: Organization) -> bool:
     return True
 
 
-def _secret_page(request, endpoint: WebhookEndpoint, secret: str, *, status: int):
+ONCE_SESSION_KEY = "portal_webhook_shown_once"
+
+
+def _keep_secret_for_display(request, endpoint: WebhookEndpoint, secret: str):
+    """Remember the secret for the next GET of the endpoint's page, then redirect there."""
+    request.session[ONCE_SESSION_KEY] = {"endpoint": endpoint.pk, "secret": secret}
+    return redirect(_detail_url(endpoint))
+
+
+def _take_secret(request, endpoint: WebhookEndpoint) -> str | None:
+    """The secret kept for this endpoint, removed from the session (shown once)."""
+    kept = request.session.get(ONCE_SESSION_KEY)
+    if not kept or kept.get("endpoint") != endpoint.pk:
+        return None
+    del request.session[ONCE_SESSION_KEY]
+    return kept.get("secret")
+
+
+def _secret_page(request, endpoint: WebhookEndpoint, secret: str):
     response = render(
         request,
         "portal/webhooks/secret.html",
         {"endpoint": endpoint, "org": endpoint.organization, "secret": secret},
-        status=status,
     )
     return mark_no_store(response)
 
@@ -133,7 +153,7 @@ def endpoint_list(request):
             except ServiceError as error:
                 form.add_error(error.field if error.field in form.fields else None, error.message)
             else:
-                return _secret_page(request, endpoint, secret, status=201)
+                return _keep_secret_for_display(request, endpoint, secret)
         status = 400
     endpoints = list(
         WebhookEndpoint.objects.filter(organization=org).order_by("-created_at", "-pk")
@@ -159,6 +179,9 @@ def endpoint_detail(request, endpoint_id: int):
         endpoint = _endpoint(request, endpoint_id)
     except PermissionDenied as error:
         return HttpResponseForbidden(error.message)
+    secret = _take_secret(request, endpoint)
+    if secret is not None:
+        return _secret_page(request, endpoint, secret)
     rows = (
         WebhookDelivery.objects.filter(endpoint=endpoint)
         .prefetch_related(
@@ -232,7 +255,7 @@ def endpoint_rotate(request, endpoint: WebhookEndpoint):
     endpoint, secret = services.webhook_endpoint_rotate_secret(
         actor=request.user, endpoint=endpoint, keep_previous=keep, channel=Channel.WEB
     )
-    return _secret_page(request, endpoint, secret, status=200)
+    return _keep_secret_for_display(request, endpoint, secret)
 
 
 @_write

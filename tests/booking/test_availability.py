@@ -1,5 +1,6 @@
 """Free-count timelines and bookable slot starts, checked against brute force."""
 
+import zoneinfo
 from datetime import UTC, datetime, time, timedelta
 
 from hypothesis import given, settings
@@ -152,3 +153,25 @@ def test_it_matches_stepping_through_every_slot(
             expected.append(moment)
         moment = next_boundary(policy, moment)
     assert slot_starts(policy, start, end, duration, limit=limit) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    moment=st.datetimes(
+        min_value=datetime(1, 1, 3), max_value=datetime(9999, 12, 29), timezones=st.just(UTC)
+    ),
+    zone=st.sampled_from(["Asia/Seoul", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata"]),
+    whole_minute=st.booleans(),
+)
+def test_iso_moments_write_what_isoformat_writes(moment, zone, whole_minute):
+    from booking.availability import IsoMoments
+
+    tz = zoneinfo.ZoneInfo(zone)
+    if whole_minute:
+        moment = moment.replace(second=0, microsecond=0)
+    iso = IsoMoments(tz)
+    assert iso(moment) == moment.astimezone(tz).isoformat()
+    assert iso(moment.astimezone(tz)) == moment.astimezone(tz).isoformat()  # remembered
+    later = moment + timedelta(hours=7)
+    if later.year < 9999:
+        assert iso(later) == later.astimezone(tz).isoformat()  # the same day's cached text, or not

@@ -1,9 +1,11 @@
 """Availability searches the whole asked window and agrees with the allocator, exactly.
 
-The cells path (booking/occupancy.py: PostgreSQL bitmaps) is compared with the allocator tried at
-every slot start (`by_allocator`) on random small pools and equipment types, with maintenance,
-buffers, operating hours, closed weekdays and check-outs off the slot grid; the pure cell helpers
-are compared with brute force; and the API finds a window on day 29 of 30 and at the very end.
+The cells paths (booking/occupancy.py: the stored occupancy, or bitmaps PostgreSQL computes from
+the allocation rows when the resource's cells are not whole stored cells) are compared with the
+allocator tried at every slot start (`by_allocator`) on random small pools and equipment types,
+with maintenance, buffers, operating hours, closed weekdays and check-outs off the slot grid; the
+pure cell helpers are compared with brute force; and the API finds a window on day 29 of 30 and
+at the very end.
 """
 
 from __future__ import annotations
@@ -16,20 +18,19 @@ from django.db import connection, transaction
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from booking.availability import (
+from booking.availability import slot_start_minutes, slot_starts
+from booking.cells import (
     Grid,
     at_least,
     count_steps,
     grid_for,
     prefix_xor,
-    slot_start_minutes,
-    slot_starts,
     spread_earlier,
     whole_nodes_free,
     windows_free,
 )
 from booking.models import Allocation, Booking
-from booking.occupancy import availability, by_allocator
+from booking.occupancy import availability, by_allocator, stored_grid
 from booking.policy import (
     Policy,
     add_elapsed,
@@ -232,7 +233,7 @@ intervals = st.lists(
     slot=st.sampled_from([15, 30, 60, 90]),
     hours=st.sampled_from([(None, None), (dt.time(9), dt.time(18)), (dt.time(8, 15), dt.time(20))]),
     weekdays=st.sampled_from([frozenset(range(7)), frozenset(range(5)), frozenset({0, 2, 3})]),
-    buffer=st.sampled_from([0, 10, 30]),
+    buffer=st.sampled_from([0, 10, 30, 7]),  # 7: cells of 1 minute, not the stored 5
     sizes=st.lists(st.integers(1, 3), min_size=1, max_size=3),
     held=intervals,
     maintenance=st.lists(
@@ -331,7 +332,9 @@ def test_the_cells_path_equals_the_allocator_at_every_slot(
         end = start + dt.timedelta(hours=window[1])
         duration = slot * slots * MINUTE + (5 * MINUTE if odd_duration else dt.timedelta(0))
         args = dict(resource=resource, start=start, end=end, quantity=quantity, duration=duration)
-        assert grid_for(policy_for(resource), start, end) is not None  # the cells path ran
+        grid = grid_for(policy_for(resource), start, end)
+        assert grid is not None  # a cells path ran
+        event("stored cells" if stored_grid(grid) is not None else "cells computed from the rows")
         answer = availability(**args)
         assert answer == by_allocator(**args)
         event(f"windows that fit: {'some' if answer['fits'] else 'none'}")

@@ -9,6 +9,7 @@ from integrations.calendars.choices import FeedLanguage, FeedScope
 from integrations.calendars.ical import calendar_name
 from integrations.calendars.models import CalendarFeed
 from integrations.calendars.services import TOKEN_MARK, feed_is_live
+from testbed.errors import ServiceError
 
 
 class CalendarFeedSerializer(serializers.ModelSerializer):
@@ -104,5 +105,30 @@ class CalendarFeedCreateSerializer(serializers.Serializer):
     )
 
 
+UNCHANGEABLE = {
+    "scope": "A feed's scope cannot be changed: make a new feed (POST /api/v1/calendar-feeds) "
+    "and delete this one.",
+    "organization": "A feed's organisation cannot be changed: make a new feed for the other "
+    "organisation and delete this one.",
+    "resource": "A feed's resource cannot be changed: make a new feed for the other resource "
+    "and delete this one.",
+    "url": "A feed's address cannot be set: POST …/regenerate makes a new one (shown once).",
+}
+
+
 class CalendarFeedUpdateSerializer(serializers.Serializer):
-    language = serializers.ChoiceField(choices=FeedLanguage.choices)
+    """Partial: only `language` changes; anything else sent is refused, naming the field."""
+
+    language = serializers.ChoiceField(choices=FeedLanguage.choices, required=False)
+
+    def validate(self, attrs):
+        sent = self.initial_data if isinstance(self.initial_data, dict) else {}
+        for name in sent:
+            if name not in self.fields:
+                raise ServiceError(
+                    UNCHANGEABLE.get(
+                        name, f"`{name}` cannot be changed: only `language` (ko or en) can."
+                    ),
+                    field=name,
+                )
+        return attrs

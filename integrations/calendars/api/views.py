@@ -100,12 +100,13 @@ class CalendarFeedViewSet(
         feed = self.get_object()
         body = CalendarFeedUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        feed = calendar_feed_update(
-            actor=request.user,
-            feed=feed,
-            language=body.validated_data["language"],
-            channel=Channel.API,
-        )
+        if "language" in body.validated_data:
+            feed = calendar_feed_update(
+                actor=request.user,
+                feed=feed,
+                language=body.validated_data["language"],
+                channel=Channel.API,
+            )
         return Response(self.get_serializer(feed).data)
 
     @extend_schema(responses={204: None})

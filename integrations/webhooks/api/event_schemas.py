@@ -81,7 +81,9 @@ def _booking_event(
     description: str, status: str, *, extra: dict[str, int] | None = None, **changes: Any
 ) -> dict:
     """`extra`: top-level integer fields beside `booking` (their example values)."""
-    example = {"booking": {**BOOKING_EXAMPLE["booking"], "status": status, **changes}}
+    example: dict[str, Any] = {
+        "booking": {**BOOKING_EXAMPLE["booking"], "status": status, **changes}
+    }
     example |= extra or {}
     return {
         "description": description,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 from drf_spectacular.types import OpenApiTypes
@@ -9,7 +10,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from booking.events import PUBLIC_EVENTS
+from integrations.webhooks.delivery import live_previous_secrets
 from integrations.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from testbed.errors import ServiceError
 
 EVENT_TYPES_HELP = "Events to receive, some of: " + ", ".join(PUBLIC_EVENTS) + "."
 
@@ -23,7 +26,12 @@ class WebhookEndpointSerializer(serializers.ModelSerializer):
     )
     event_types = serializers.ListField(child=serializers.CharField(), help_text=EVENT_TYPES_HELP)
     previous_secret_valid_until = serializers.SerializerMethodField(
-        help_text="While a rotated-out secret still signs alongside the new one (null: none)."
+        help_text="Until when the last rotated-out secret still signs alongside the new one "
+        "(null: none)."
+    )
+    previous_secrets_valid_until = serializers.SerializerMethodField(
+        help_text="Every rotated-out secret that still signs (at most 3), newest first: until "
+        "when each does."
     )
 
     class Meta:
@@ -40,6 +48,7 @@ class WebhookEndpointSerializer(serializers.ModelSerializer):
             "failing_since",
             "last_success_at",
             "previous_secret_valid_until",
+            "previous_secrets_valid_until",
             "created_by",
             "created_at",
             "updated_at",
@@ -48,9 +57,13 @@ class WebhookEndpointSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(OpenApiTypes.DATETIME)
     def get_previous_secret_valid_until(self, obj: WebhookEndpoint):
-        if not obj.previous_secret or obj.previous_secret_expires_at is None:
-            return None
-        return serializers.DateTimeField().to_representation(obj.previous_secret_expires_at)
+        until = self.get_previous_secrets_valid_until(obj)
+        return until[0] if until else None
+
+    @extend_schema_field(serializers.ListField(child=serializers.DateTimeField()))
+    def get_previous_secrets_valid_until(self, obj: WebhookEndpoint) -> list[str]:
+        moments = [dt.datetime.fromisoformat(e["until"]) for e in live_previous_secrets(obj)]
+        return [serializers.DateTimeField().to_representation(moment) for moment in moments]
 
 
 class WebhookEndpointWithSecretSerializer(WebhookEndpointSerializer):
@@ -77,7 +90,31 @@ class WebhookEndpointCreateSerializer(serializers.Serializer):
     )
 
 
+UNCHANGEABLE = {
+    "secret": "The secret cannot be set: POST …/rotate-secret makes a new one (shown once).",
+    "organization": "An endpoint cannot move to another organisation: register the URL there "
+    "(POST /api/v1/webhook-endpoints with its `organization`) and delete this one.",
+}
+
+
 class WebhookEndpointUpdateSerializer(serializers.Serializer):
+    """Only url, description, event_types and is_active change; anything else sent is refused,
+    naming the field (never silently ignored)."""
+
+    def validate(self, attrs):
+        sent = self.initial_data if isinstance(self.initial_data, dict) else {}
+        for name in sent:
+            if name in self.fields:
+                continue
+            raise ServiceError(
+                UNCHANGEABLE.get(
+                    name,
+                    f"`{name}` cannot be changed here: send some of {', '.join(self.fields)}.",
+                ),
+                field=name,
+            )
+        return attrs
+
     url = serializers.CharField(max_length=2000, required=False)
     event_types = serializers.ListField(
         child=serializers.CharField(max_length=64), max_length=50, required=False,
@@ -138,10 +175,19 @@ class WebhookDeliverySerializer(serializers.ModelSerializer):
 
 
 class WebhookDeliveryDetailSerializer(WebhookDeliverySerializer):
-    body = serializers.SerializerMethodField(help_text="The JSON body sent (the same on retries).")
+    body = serializers.SerializerMethodField(
+        help_text="The JSON body sent (the same on retries), parsed: to check a signature use "
+        "`raw_body`."
+    )
+    raw_body = serializers.CharField(
+        source="body",
+        read_only=True,
+        help_text="The exact body sent and signed, as a string (its UTF-8 bytes are what "
+        "webhook-signature signs).",
+    )
 
     class Meta(WebhookDeliverySerializer.Meta):
-        fields = [*WebhookDeliverySerializer.Meta.fields, "body"]
+        fields = [*WebhookDeliverySerializer.Meta.fields, "body", "raw_body"]
         read_only_fields = fields
 
     @extend_schema_field(OpenApiTypes.OBJECT)

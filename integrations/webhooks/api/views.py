@@ -2,6 +2,7 @@
 
 Managers of the organisation and its keys with `webhooks:manage` do everything; operators read
 every organisation's endpoints and logs (`?failing=true` lists the failing ones) and change none.
+Members are refused (403) on the list as on one endpoint, never shown an empty list.
 Rules: booking/services/access.py (access_organization_webhooks); writes: ../services.py.
 """
 
@@ -17,6 +18,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from booking.api.organizations import paginated
+from booking.models import Organization
 from booking.services.access import (
     access_organization_webhooks,
     default_organization_for,
@@ -136,6 +138,12 @@ class WebhookEndpointViewSet(viewsets.GenericViewSet):
         ]
     )
     def list(self, request):
+        visible = webhook_organization_ids(request.user)
+        if visible is not None and not Organization.objects.filter(pk__in=visible).exists():
+            # The same answer as on one endpoint: members are refused, not shown an empty list.
+            raise PermissionDenied(
+                "Only managers see and change webhook endpoints: ask your organisation's manager."
+            )
         slug = request.query_params.get("organization")
         if slug:  # naming an organisation one may not read is refused, never answered with []
             access_organization_webhooks(actor=request.user, slug=slug)

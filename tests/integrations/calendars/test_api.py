@@ -190,3 +190,16 @@ def test_the_list_says_when_a_feed_has_stopped(api, member, org):
 
     [feed] = client.get(URL).json()["results"]
     assert feed["live"] is False
+
+
+def test_a_patch_is_partial_and_refuses_the_scope_naming_it(api, member):
+    client = api(member)
+    made = create(client, scope="user", language="en").json()
+
+    scope = client.patch(f"{URL}/{made['id']}", {"scope": "organization"}, format="json")
+    empty = client.patch(f"{URL}/{made['id']}", {}, format="json")
+
+    assert scope.status_code == 400, scope.content
+    assert list(scope.json()["errors"]) == ["scope"] and "new feed" in scope.json()["detail"]
+    assert empty.status_code == 200 and empty.json()["language"] == "en"
+    assert CalendarFeed.objects.get().scope == "user"

@@ -44,10 +44,14 @@ def test_making_a_personal_feed_shows_its_address_once(member):
 
     made = client.post("/calendars/new/", {"scope": "user", "language": "ko"})
 
-    assert made.status_code == 201
-    assert "no-store" in made["Cache-Control"]
-    path = shown_address(made)
-    assert 'href="webcal://testserver/calendar/tbc_' in made.content.decode()
+    # Post/redirect/get: a reload of the page shown next never makes a second feed.
+    assert made.status_code == 302 and made["Location"] == PAGE
+    assert "tbc_" not in made.content.decode()
+    shown = client.get(PAGE)
+    assert shown.status_code == 200
+    assert "no-store" in shown["Cache-Control"]
+    path = shown_address(shown)
+    assert 'href="webcal://testserver/calendar/tbc_' in shown.content.decode()
     assert Client().get(path).status_code == 200
     page = client.get(PAGE).content.decode()
     assert "testbed · 내 예약 (member)" in page
@@ -60,9 +64,9 @@ def test_english_pages_make_english_feeds(member):
     client = signed_in(member)
     client.cookies["django_language"] = "en"
 
-    made = client.post("/calendars/new/", {"scope": "user"})
+    made = client.post("/calendars/new/", {"scope": "user"}, follow=True)
 
-    assert made.status_code == 201
+    assert made.redirect_chain == [(PAGE, 302)]
     assert "This address is shown only now." in made.content.decode()
     assert CalendarFeed.objects.get(owner=member).language == "en"
 
@@ -71,13 +75,15 @@ def test_regenerate_shows_a_new_address_and_the_old_stops(member):
     feed, raw = calendar_feed_create(actor=member, scope="user", channel=Channel.WEB)
     client = signed_in(member)
 
-    again = client.post(f"/calendars/{feed.pk}/regenerate/")
+    again = client.post(f"/calendars/{feed.pk}/regenerate/", follow=True)
 
-    assert again.status_code == 200
+    # The browser leaves /calendars/<id>/regenerate/: a reload regenerates nothing.
+    assert again.redirect_chain == [(PAGE, 302)]
     assert "no-store" in again["Cache-Control"]
     assert "예전 주소는 이미 막혔습니다" in again.content.decode()
     assert Client().get(feed_path(raw)).status_code == 404
     assert Client().get(shown_address(again)).status_code == 200
+    assert "예전 주소는 이미 막혔습니다" not in client.get(PAGE).content.decode()  # shown once
 
 
 def test_delete_stops_the_address(member):
@@ -112,7 +118,7 @@ def test_a_member_follows_their_organisation_and_is_told_about_a_duplicate(membe
         client.post(
             "/calendars/new/", {"scope": "organization", "organization": "acme"}
         ).status_code
-        == 201
+        == 302
     )
     again = client.post("/calendars/new/", {"scope": "organization", "organization": "acme"})
     assert again.status_code == 409
@@ -132,7 +138,7 @@ def test_only_operators_see_and_use_the_resource_form(member, operator, catalogu
     page = client.get(PAGE + "?resource=H100").content.decode()
     assert 'id="resource-code" name="resource" value="H100"' in page
     assert (
-        client.post("/calendars/new/", {"scope": "resource", "resource": "H100"}).status_code == 201
+        client.post("/calendars/new/", {"scope": "resource", "resource": "H100"}).status_code == 302
     )
     unknown = client.post("/calendars/new/", {"scope": "resource", "resource": "NOPE"})
     assert unknown.status_code == 400

@@ -7,6 +7,8 @@ import socket
 import pytest
 
 from integrations.webhooks.addresses import check_endpoint_url
+from integrations.webhooks.sender import send
+from integrations.webhooks.services import new_secret
 from testbed.errors import ServiceError
 
 
@@ -101,3 +103,35 @@ def test_it_allows_plain_http_to_localhost_only_for_development(settings):
     assert check_endpoint_url("http://localhost:8765/hook") == "http://localhost:8765/hook"
     assert "https" in _refused("http://hooks.acme.kr/hook")  # elsewhere still https only
     assert "public" in _refused("https://10.0.0.5/hook")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://[64:ff9b::7f00:1]/x",  # NAT64 (well-known prefix) of 127.0.0.1
+        "https://[64:ff9b::a9fe:a9fe]/x",  # NAT64 of 169.254.169.254 (cloud metadata)
+        "https://[64:ff9b:1::d3ea:a14]/x",  # local-use NAT64: never public
+        "https://[2002:a00:1::1]/x",  # 6to4 of 10.0.0.1
+        "https://[2002:7f00:1::]/x",  # 6to4 of 127.0.0.1
+        "https://[::ffff:127.0.0.1]/x",  # IPv4-mapped
+        "https://[::ffff:0:a00:1]/x",
+        "https://[::10.0.0.1]/x",  # IPv4-compatible (deprecated)
+        "https://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/x",  # Teredo, client 10.0.0.1
+    ],
+)
+def test_it_refuses_ipv6_forms_of_private_ipv4_addresses(production, url):
+    assert "public" in _refused(url)
+
+
+def test_it_refuses_a_name_resolving_to_a_nat64_loopback_at_save_and_at_delivery(
+    production, fake_dns
+):
+    fake_dns["sneaky.acme.kr"] = "64:ff9b::7f00:1"
+    assert "64:ff9b::7f00:1" in _refused("https://sneaky.acme.kr/hook")
+    sent = send(url="https://sneaky.acme.kr/hook", secrets=[new_secret()], event_id="m", body="{}")
+    assert sent.status is None and sent.error.startswith("refused") and "private" in sent.error
+
+
+def test_it_accepts_ipv6_forms_of_public_ipv4_addresses(production):
+    assert check_endpoint_url("https://[64:ff9b::d3ea:a14]/x") == "https://[64:ff9b::d3ea:a14]/x"
+    assert check_endpoint_url("https://[2002:d3ea:a14::1]/x") == "https://[2002:d3ea:a14::1]/x"

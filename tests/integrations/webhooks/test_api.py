@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 from standardwebhooks.webhooks import Webhook
 
 from booking.services.api_keys import api_key_create
+from integrations.webhooks.delivery import signing_secrets
 from integrations.webhooks.models import WebhookDelivery, WebhookEndpoint
 from testbed.models import AuditEntry
 
@@ -84,7 +89,10 @@ def test_a_member_may_not_register_or_see_endpoints(api, member, as_manager):
     client = api(member)
     refused = _create(client)
     assert refused.status_code == 403
-    assert client.get(URL).json()["results"] == []
+    listed = client.get(URL)  # refused as on one endpoint, not answered with an empty list
+    assert listed.status_code == 403 and "managers" in listed.json()["detail"]
+    endpoint = WebhookEndpoint.objects.get()
+    assert client.get(f"{URL}/{endpoint.pk}").status_code == 403
 
 
 def test_an_outsider_sees_nothing_of_another_organisation(api, as_manager, outsider):
@@ -204,3 +212,72 @@ def test_the_schema_describes_each_event_body(api, operator):
         assert components[name]["properties"]["type"]["enum"] == [event_type]
         assert name in str(schema["x-webhooks"][event_type])
     assert "/api/v1/webhook-endpoints/{id}/rotate-secret/" in schema["paths"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("secret", "whsec_" + "A" * 44, "rotate-secret"),
+        ("organization", "globex", "cannot move"),
+        ("id", 99, "cannot be changed"),
+    ],
+)
+def test_a_patch_of_a_field_that_cannot_change_is_refused_naming_it(as_manager, field, value, says):
+    endpoint = _create(as_manager).json()
+    response = as_manager.patch(
+        f"{URL}/{endpoint['id']}", {"description": "x", field: value}, format="json"
+    )
+    assert response.status_code == 400, response.content
+    assert list(response.json()["errors"]) == [field] and says in response.json()["detail"]
+    stored = WebhookEndpoint.objects.get()
+    assert (stored.description, stored.organization.slug) == ("", "acme")
+    assert stored.secret == endpoint["secret"]
+
+
+def test_the_same_url_is_registered_once_per_organisation(as_manager, api, outsider):
+    first = _create(as_manager, url="http://127.0.0.1:9/same").json()
+    again = _create(as_manager, url=" http://127.0.0.1:9/same ")
+    assert again.status_code == 409, again.content
+    body = again.json()
+    assert body["code"] == "conflict" and list(body["errors"]) == ["url"]
+    assert str(first["id"]) in body["detail"]
+    other = _create(as_manager, url="http://127.0.0.1:9/other").json()
+    moved = as_manager.patch(
+        f"{URL}/{other['id']}", {"url": "http://127.0.0.1:9/same"}, format="json"
+    )
+    assert moved.status_code == 409 and list(moved.json()["errors"]) == ["url"]
+    assert _create(api(outsider), url="http://127.0.0.1:9/same").status_code == 201  # its own
+    assert WebhookEndpoint.objects.filter(url="http://127.0.0.1:9/same").count() == 2
+
+
+def test_rotating_twice_keeps_both_earlier_secrets_signing_for_their_24_hours(as_manager):
+    made = _create(as_manager).json()
+    first = made["secret"]
+    second = as_manager.post(f"{URL}/{made['id']}/rotate-secret", {}, format="json").json()
+    third = as_manager.post(f"{URL}/{made['id']}/rotate-secret", {}, format="json").json()
+    endpoint = WebhookEndpoint.objects.get()
+    assert signing_secrets(endpoint) == [third["secret"], second["secret"], first]
+    assert len(third["previous_secrets_valid_until"]) == 2
+    assert third["previous_secret_valid_until"] == third["previous_secrets_valid_until"][0]
+    for _ in range(3):  # bounded: at most three earlier secrets sign alongside the current one
+        as_manager.post(f"{URL}/{made['id']}/rotate-secret", {}, format="json")
+    endpoint.refresh_from_db()
+    assert len(signing_secrets(endpoint)) == 4 and first not in signing_secrets(endpoint)
+    later = timezone.now() + dt.timedelta(hours=24, seconds=1)
+    assert signing_secrets(endpoint, later) == [endpoint.secret]  # each lapses after 24 hours
+    as_manager.post(f"{URL}/{made['id']}/rotate-secret", {"keep_previous": False}, format="json")
+    endpoint.refresh_from_db()
+    assert signing_secrets(endpoint) == [endpoint.secret]
+
+
+def test_a_delivery_shows_the_exact_signed_bytes_and_the_documented_re_encoding_matches(
+    as_manager,
+):
+    endpoint = _create(as_manager, description="한글 설명").json()
+    queued = as_manager.post(f"{URL}/{endpoint['id']}/test").json()
+    one = as_manager.get(f"{URL}/{endpoint['id']}/deliveries/{queued['id']}").json()
+    stored = WebhookDelivery.objects.get(pk=queued["id"]).body
+    assert one["raw_body"] == stored and isinstance(one["body"], dict)
+    # docs/webhooks.md: re-encoding the parsed body this way gives the signed bytes back.
+    again = json.dumps(one["body"], separators=(",", ":"), ensure_ascii=False)
+    assert again.encode() == stored.encode()

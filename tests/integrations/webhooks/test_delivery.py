@@ -209,8 +209,10 @@ def test_an_organisation_never_receives_another_organisations_event(
 ):
     ours = make_endpoint(receiver.url, events=["booking.confirmed", "booking.cancelled"])
     theirs = make_endpoint(receiver.url, organization=other_org)
-    make_endpoint(receiver.url, events=["booking.rejected"])  # not subscribed to this type
-    make_endpoint(receiver.url, is_active=False)  # turned off
+    make_endpoint(
+        receiver.url + "?rejected", events=["booking.rejected"]
+    )  # not subscribed to this type
+    make_endpoint(receiver.url + "?off", is_active=False)  # turned off
 
     ids = event_fan_out(_event(org))
     assert list(WebhookDelivery.objects.filter(pk__in=ids).values_list("endpoint", flat=True)) == [
@@ -230,7 +232,7 @@ def test_an_organisation_never_receives_another_organisations_event(
 
 def test_a_test_delivery_reaches_the_one_endpoint_once(org, manager, make_endpoint, receiver):
     endpoint = make_endpoint(receiver.url)
-    other = make_endpoint(receiver.url)
+    other = make_endpoint(receiver.url + "?other")
     delivery = services.webhook_endpoint_test(actor=manager, endpoint=endpoint, channel="api")
     assert delivery_attempt(delivery_id=delivery.pk) == DeliveryStatus.SUCCEEDED
     (received,) = receiver.wait_for(1)
@@ -360,3 +362,24 @@ def test_the_log_is_pruned_after_its_retention(org, make_endpoint, settings):
         "new_done",
     }
     assert WebhookAttempt.objects.count() == 2
+
+
+def test_after_two_rotations_in_a_day_every_earlier_secret_still_verifies(
+    org, manager, make_endpoint, receiver
+):
+    endpoint = make_endpoint(receiver.url)
+    first = endpoint.secret
+    endpoint, second = services.webhook_endpoint_rotate_secret(
+        actor=manager, endpoint=endpoint, channel="api"
+    )
+    endpoint, third = services.webhook_endpoint_rotate_secret(
+        actor=manager, endpoint=endpoint, channel="api"
+    )
+    delivery = _one_delivery(org)
+
+    assert delivery_attempt(delivery_id=delivery.pk) == DeliveryStatus.SUCCEEDED
+
+    (received,) = receiver.wait_for(1)
+    assert len(received.headers["webhook-signature"].split()) == 3
+    for secret in (third, second, first):  # a receiver still on the first secret loses nothing
+        assert Webhook(secret).verify(received.body, received.headers)["data"] == BOOKING

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.test import Client
 
@@ -24,12 +26,28 @@ def test_a_manager_adds_an_endpoint_and_sees_the_secret_once(manager, org):
         "/organization/webhooks/",
         {"org": org.slug, "url": "http://127.0.0.1:9/hook", "event_types": ["booking.confirmed"]},
     )
-    assert made.status_code == 201
     endpoint = WebhookEndpoint.objects.get()
-    assert endpoint.secret in made.content.decode()
-    assert made["Cache-Control"].startswith("no-store")
-    detail = client.get(f"/organization/webhooks/{endpoint.pk}/").content.decode()
-    assert endpoint.secret not in detail
+    # Post/redirect/get: the answer to the POST holds no secret, so a reload cannot post again.
+    assert made.status_code == 302 and made["Location"] == f"/organization/webhooks/{endpoint.pk}/"
+    assert endpoint.secret not in made.content.decode()
+    shown = client.get(made["Location"])
+    assert shown.status_code == 200 and endpoint.secret in shown.content.decode()
+    assert shown["Cache-Control"].startswith("no-store")
+    reloaded = client.get(made["Location"])
+    assert reloaded.status_code == 200 and endpoint.secret not in reloaded.content.decode()
+    assert WebhookEndpoint.objects.count() == 1
+
+
+def test_the_secret_is_shown_only_to_the_session_that_made_it(manager, org):
+    client = _client(manager)
+    client.post(
+        "/organization/webhooks/",
+        {"org": org.slug, "url": "http://127.0.0.1:9/hook", "event_types": ["booking.confirmed"]},
+    )
+    endpoint = WebhookEndpoint.objects.get()
+    elsewhere = _client(manager).get(f"/organization/webhooks/{endpoint.pk}/")
+    assert elsewhere.status_code == 200 and endpoint.secret not in elsewhere.content.decode()
+    assert endpoint.secret in client.get(f"/organization/webhooks/{endpoint.pk}/").content.decode()
 
 
 def test_bad_input_is_shown_on_the_form(manager, org):
@@ -50,7 +68,11 @@ def test_a_manager_tests_rotates_and_turns_off(manager, org, make_endpoint):
     rotated = client.post(f"/organization/webhooks/{endpoint.pk}/rotate/")
     old = endpoint.secret
     endpoint.refresh_from_db()
-    assert endpoint.secret != old and endpoint.secret in rotated.content.decode()
+    assert rotated.status_code == 302 and endpoint.secret not in rotated.content.decode()
+    assert endpoint.secret != old
+    shown = client.get(rotated["Location"])
+    assert endpoint.secret in shown.content.decode() and "no-store" in shown["Cache-Control"]
+    assert endpoint.secret not in client.get(rotated["Location"]).content.decode()
     client.post(f"/organization/webhooks/{endpoint.pk}/update/", {"event_types": ["booking.moved"]})
     endpoint.refresh_from_db()
     assert (endpoint.event_types, endpoint.is_active) == (["booking.moved"], False)
@@ -75,3 +97,33 @@ def test_an_operator_reads_but_does_not_change(operator, org, make_endpoint):
     assert page.status_code == 200 and "새 엔드포인트" not in page.content.decode()
     assert client.get(f"/organization/webhooks/{endpoint.pk}/").status_code == 200
     assert client.post(f"/organization/webhooks/{endpoint.pk}/rotate/").status_code == 403
+
+
+HANGUL = re.compile(r"[\uac00-\ud7a3]")
+
+
+def test_the_english_pages_say_delete_and_name_events_as_events(manager, make_endpoint):
+    endpoint = make_endpoint("http://127.0.0.1:9/hook", events=("booking.cancelled",))
+    client = _client(manager)
+    client.cookies["django_language"] = "en"
+    page = client.get(f"/organization/webhooks/{endpoint.pk}/").content.decode()
+    assert ">Delete</button>" in page and "삭제" not in page
+    assert "Booking cancelled" in page and "Cancel booking" not in page
+
+
+def test_the_admin_lists_speak_one_language(admin_client, make_endpoint):
+    make_endpoint("http://127.0.0.1:9/hook")
+    admin_client.cookies["django_language"] = "en"
+    english = admin_client.get("/admin/webhooks/webhookendpoint/").content.decode()
+    headers = re.findall(r'<th scope="col"[^>]*>.*?</th>', english, flags=re.S)
+    texts = [re.sub(r"<[^>]+>", " ", h).strip() for h in headers]
+    assert {"URL", "Organisation", "Active", "Why it is off", "Last success"} <= {
+        " ".join(t.split()) for t in texts
+    }, texts
+    assert not [t for t in texts if HANGUL.search(t)], texts
+    assert "Webhook endpoints" in english  # the plural is its own msgid
+    admin_client.cookies["django_language"] = "ko"
+    korean = admin_client.get("/admin/webhooks/webhookendpoint/").content.decode()
+    assert "볼 웹훅 엔드포인트 선택" in korean and "1웹훅" not in korean
+    korean_headers = re.findall(r'<th scope="col"[^>]*>.*?</th>', korean, flags=re.S)
+    assert "기관" in " ".join(korean_headers) and "Organization" not in " ".join(korean_headers)
