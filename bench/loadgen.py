@@ -292,6 +292,19 @@ async def _balance(
     return sorted((len(idx) for p, idx in split().items() if p != -1), reverse=True)
 
 
+def _run(coroutine: Any) -> Any:
+    """asyncio.run, also from a thread whose event loop is already running (e.g. a test process
+    where Playwright's sync API left one): then the coroutine runs in a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def run_closed_loop(
     host: str,
     port: int,
@@ -310,7 +323,7 @@ def run_closed_loop(
     the connections are first spread evenly over the server's processes (see Balance).
     `around` = (before, after): called just before the first request and just after the last
     answer (e.g. CPU snapshots), outside the connecting and balancing."""
-    return asyncio.run(
+    return _run(
         _closed_loop(
             host, port, headers, clients, duration_s, make_request, max_requests, balance, around
         )
@@ -343,4 +356,4 @@ def post_many(
         await asyncio.gather(*(c.close() for c in connections))
         return answers
 
-    return asyncio.run(go())
+    return _run(go())
