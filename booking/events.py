@@ -119,13 +119,6 @@ def booking_data(booking, **extra) -> dict:
     }
 
 
-def publish_booking(type_: str, booking, **extra) -> DomainEvent:
-    """Announce a booking event to the booking's organisation (after commit)."""
-    return publish(
-        type_, organization_id=booking.organization_id, data=booking_data(booking, **extra)
-    )
-
-
 def publish_decided(decided: list[tuple[str, Any, dict]]) -> None:
     """Announce a batch of (event type, booking, extra data) after commit, from the bookings in
     hand (their organisation, user and resource loaded; status as decided): no read then."""
@@ -147,14 +140,16 @@ def publish_bookings(type_: str, booking_ids: list[int], **extra) -> None:
         from booking.models import Booking
 
         rows = Booking.objects.select_related("organization", "user", "equipment_type", "pool")
-        for booking in rows.filter(pk__in=booking_ids).order_by("pk"):
-            _send(
+        _send_all(
+            [
                 DomainEvent(
                     type=type_,
                     organization_id=booking.organization_id,
                     data=booking_data(booking, **extra),
                 )
-            )
+                for booking in rows.filter(pk__in=booking_ids).order_by("pk")
+            ]
+        )
 
     transaction.on_commit(_after_commit, robust=True)
 

@@ -1,6 +1,6 @@
 """`python -m bench.faults [name ...] [--no-write]`: every drill in turn, each in its own process
 and on its own private stack; prints each verdict and writes the `faults` section of
-docs/benchmarks.md. Exits 1 when any drill FAILs (a SKIP is reported, not failed)."""
+docs/benchmarks.md. Exits 1 when any drill FAILs."""
 
 from __future__ import annotations
 
@@ -81,8 +81,6 @@ def markdown(results: list[dict]) -> str:
         for key, value in r.get("figures", {}).items():
             if key not in KEY_FIGURES:
                 lines.append(f"- {key}: {_cell(value)}")
-        if r.get("skip"):
-            lines.append(f"- SKIP: {r['skip']}")
         for failure in r.get("failures", []):
             lines.append(f"- FAIL: {failure}")
         for note in r.get("notes", []):

@@ -2,8 +2,8 @@
 
 A drill module defines `FAULT` (a function given the stack, the load and the verdict, that
 injects its fault while the load runs and returns the fault windows as wall-clock
-(start, end) pairs) and calls `main(...)`. Each drill prints PASS, FAIL or SKIP with its
-figures and exits 0 (PASS), 1 (FAIL) or 3 (SKIP: what it tests is not in the code yet).
+(start, end) pairs) and calls `main(...)`. Each drill prints PASS or FAIL with its
+figures and exits 0 (PASS) or 1 (FAIL).
 """
 
 from __future__ import annotations
@@ -151,11 +151,9 @@ def _load_figures(verdict: Verdict, load: Load, faults: list[tuple[float, float]
     )
 
 
-def report(plan: Plan, verdict: Verdict, *, skip: str | None = None) -> str:
-    state = "SKIP" if skip else ("PASS" if verdict.passed else "FAIL")
+def report(plan: Plan, verdict: Verdict) -> str:
+    state = "PASS" if verdict.passed else "FAIL"
     lines = [f"== {plan.name}: {state} — {plan.title}"]
-    if skip:
-        lines.append(f"  skipped: {skip}")
     for key, value in verdict.figures.items():
         lines.append(
             f"  {key}: {json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value}"
@@ -172,14 +170,10 @@ def main(
     fault: Fault,
     *,
     after: After | None = None,
-    skip: Callable[[], str | None] | None = None,
 ) -> int:
-    """Run, print, return the exit code (0 PASS, 1 FAIL, 3 SKIP); also dumps JSON to --json."""
+    """Run, print, return the exit code (0 PASS, 1 FAIL); also dumps JSON to --json."""
     verdict = run(plan, fault, after)
-    reason = skip() if skip is not None else None
-    if reason and not verdict.passed:
-        reason = None  # a failure is a failure even where part of the drill could not run
-    print(report(plan, verdict, skip=reason), flush=True)
+    print(report(plan, verdict), flush=True)
     if "--json" in sys.argv:
         out = sys.argv[sys.argv.index("--json") + 1]
         with open(out, "w") as fh:
@@ -187,8 +181,7 @@ def main(
                 {
                     "name": plan.name,
                     "title": plan.title,
-                    "state": "SKIP" if reason else ("PASS" if verdict.passed else "FAIL"),
-                    "skip": reason,
+                    "state": "PASS" if verdict.passed else "FAIL",
                     "figures": verdict.figures,
                     "failures": verdict.failures,
                     "notes": [n for n in verdict.notes if not n.startswith("server log")],
@@ -197,6 +190,4 @@ def main(
                 ensure_ascii=False,
                 default=str,
             )
-    if reason:
-        return 3
     return 0 if verdict.passed else 1

@@ -10,8 +10,7 @@ TESTBED_DECIDE_DELAY_MS at 1 s the drill waits until a flag is set and a pool ch
 decision transaction, then kills the worker's whole process group and starts a new worker at
 once. Round 1 keeps the load on; round 2 pauses it right after the kill, so only the pending
 sweep can wake anyone. Every booking must still be decided within sweep interval + flag TTL
-(+ the sweeper's period and the usual margin). Without the protocol in the code the drill
-runs the kills anyway and reports SKIP.
+(+ the sweeper's period and the usual margin).
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ PLAN = Plan(
     flag_ttl_seconds=FLAG_TTL,
     extra_bound=FLAG_TTL,
 )
-LANDED: dict[str, bool] = {}
 
 
 def flags(stack) -> dict[str, int]:
@@ -56,7 +54,7 @@ def kill_holder(stack, verdict, label: str) -> tuple[float, dict[str, int]]:
         child, _open = busy_child(stack, 0.5)
         if held and child is not None:
             break
-    verdict.check(not LANDED["protocol"] or bool(held), f"{label}: no coalescing flag was ever set")
+    verdict.check(bool(held), f"{label}: no coalescing flag was ever set")
     verdict.check(child is not None, f"{label}: no pool child was ever inside a transaction")
     victim = stack.live_worker()
     t0 = time.time()
@@ -67,7 +65,9 @@ def kill_holder(stack, verdict, label: str) -> tuple[float, dict[str, int]]:
 
 
 def fault(stack, load, verdict) -> list[tuple[float, float]]:
-    LANDED["protocol"] = "booking.allocate_shard" in registered(stack)
+    verdict.check(
+        "booking.allocate_shard" in registered(stack), "the worker has no booking.allocate_shard"
+    )
     windows = []
     time.sleep(8)
     t0, _held = kill_holder(stack, verdict, "round 1 (under load)")
@@ -90,11 +90,5 @@ def fault(stack, load, verdict) -> list[tuple[float, float]]:
     return windows
 
 
-def skip() -> str | None:
-    if LANDED.get("protocol"):
-        return None
-    return "booking.allocate_shard is not registered: the coalescing flag has not landed"
-
-
 if __name__ == "__main__":
-    sys.exit(main(PLAN, fault, skip=skip))
+    sys.exit(main(PLAN, fault))

@@ -29,33 +29,26 @@ finds nothing to re-queue, and transient failures are bounded by MAX_ALLOCATION_
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from booking import events
 from booking.allocator import add_clipped
 from booking.choices import BookingStatus
 from booking.models import Allocation, Booking
-from booking.services import notifications
-from booking.services.decisions import decisions_publish
 from booking.services.moves import Move, move_complete, move_obstacle, moves_lock
+from booking.services.outcomes import Outcome, audit, on_commit_tell
 from booking.services.placement import BatchResource, alternatives_for, load_batch
 from booking.services.quotas import QuotaBook, QuotaExceeded, quota_release
 from booking.services.resources import buffer_of
 from booking.services.wakeup import flag_drop, flag_renew, flag_take, in_shard
-from equipment.models import AcceleratorPool, Device, EquipmentType, EquipmentUnit
-from testbed.audit import audit_entry
-from testbed.choices import Channel
+from equipment.models import AcceleratorPool, EquipmentType
 from testbed.db import set_lock_timeout
-from testbed.models import AuditEntry
 
 logger = logging.getLogger(__name__)
 
@@ -174,21 +167,6 @@ def _key(booking: Booking) -> tuple[str, int]:
     return ("pool", booking.pool_id or 0)
 
 
-@dataclass
-class _Outcome:
-    """How one booking of a batch was decided (written in bulk after the loop)."""
-
-    booking: Booking
-    status: str
-    targets: list[int] = field(default_factory=list)
-    rejection: tuple[str, str] | None = None
-    error: str | None = None  # why deciding it raised (INTERNAL_ERROR only)
-    alternatives: list[dict] = field(default_factory=list)
-    over_quota: bool = False
-    node_of: dict[int, int] | None = None  # device → node, for pool placements
-    replaced: Booking | None = None  # a move's old booking, cancelled by this decision
-
-
 def _decide_one(
     booking: Booking,
     entry: BatchResource,
@@ -197,7 +175,7 @@ def _decide_one(
     now: dt.datetime,
     pending_rows: list[Allocation],
     move: Move | None = None,
-) -> tuple[_Outcome, bool]:
+) -> tuple[Outcome, bool]:
     """Decide one booking of the batch; returns the outcome and whether a soft grant went over.
 
     A rejection is written at once; a placement only extends `pending_rows` and the resource's
@@ -258,7 +236,7 @@ def _decide_one(
             _flush(pending_rows)  # alternatives read the rows this batch placed so far
             alternatives = alternatives_for(resource, booking, now=now, freeing=freeing)
         _write_rejection(booking, code=code, detail=detail, alternatives=alternatives, now=now)
-        outcome = _Outcome(booking, BookingStatus.REJECTED, rejection=rejection)
+        outcome = Outcome(booking, BookingStatus.REJECTED, rejection=rejection)
         outcome.alternatives = alternatives
         return outcome, False
     assert placed is not None
@@ -287,7 +265,7 @@ def _decide_one(
         entry.release(freeing)
     entry.hold(targets, booking.start, end)
     pending_rows.extend(rows)
-    outcome = _Outcome(booking, new_status, targets=targets, node_of=node_of)
+    outcome = Outcome(booking, new_status, targets=targets, node_of=node_of)
     outcome.replaced = move.old if move is not None else None
     return outcome, over_quota
 
@@ -303,105 +281,6 @@ def _write_rejection(
         decided_at=now,
         updated_at=now,
         allocation_attempts=F("allocation_attempts") + 1,
-    )
-
-
-def _event_of(outcome: _Outcome) -> str:
-    if outcome.status == BookingStatus.REJECTED:
-        return events.BOOKING_REJECTED
-    if outcome.status == BookingStatus.AWAITING_APPROVAL:
-        return events.APPROVAL_REQUESTED
-    return events.BOOKING_CONFIRMED
-
-
-def _published(outcomes: list[_Outcome], now: dt.datetime) -> dict[int, dict]:
-    """Each booking's decision as its API answer needs it (booking/api/views.py answers a
-    `Prefer: wait` from this without reading the booking again): at most two reads for the
-    whole batch, of the chosen units' codes and devices' names."""
-    units = [t for o in outcomes if o.node_of is None for t in o.targets]
-    devices = [t for o in outcomes if o.node_of is not None for t in o.targets]
-    unit_code = dict(EquipmentUnit.objects.filter(pk__in=units).values_list("pk", "code"))
-    device_label = {
-        pk: {"node": hostname, "device": str(uuid), "device_index": index}
-        for pk, hostname, uuid, index in Device.objects.filter(pk__in=devices).values_list(
-            "pk", "node__hostname", "uuid", "index"
-        )
-    }
-    empty = {"unit": None, "node": None, "device": None, "device_index": None}
-    decided: dict[int, dict] = {}
-    for o in outcomes:
-        decision: dict = {
-            "status": o.status,
-            "over_quota": o.over_quota,
-            "updated_at": now.isoformat(),
-            "allocations": [
-                {**empty, "unit": unit_code.get(t)}
-                if o.node_of is None
-                else {**empty, **device_label.get(t, {})}
-                for t in o.targets
-            ],
-        }
-        if o.rejection is not None:
-            decision |= {
-                "rejection_code": o.rejection[0],
-                "rejection_detail": o.rejection[1][:500],
-                "alternatives": o.alternatives,
-            }
-        decided[o.booking.pk] = decision
-    return decided
-
-
-def _publish(outcomes: list[_Outcome], now: dt.datetime) -> None:
-    try:
-        decisions = _published(outcomes, now)
-    except Exception:  # the row is the truth: waiters read it
-        logger.warning("could not describe the decisions; publishing statuses", exc_info=True)
-        decisions = {o.booking.pk: {"status": o.status} for o in outcomes}
-    decisions_publish(decisions)
-
-
-def _on_commit_tell(outcomes: list[_Outcome], now: dt.datetime | None = None) -> None:
-    """After commit: wake waiting requests, email the bookers, alert operators of failures."""
-    decided_at = now or timezone.now()
-    transaction.on_commit(lambda: _publish(outcomes, decided_at), robust=True)
-    for o in outcomes:  # the bookings in hand, as decided (their rows were updated in bulk)
-        o.booking.status = o.status
-        o.booking.rejection_code = o.rejection[0] if o.rejection else ""
-    decided: list[tuple[str, Booking, dict]] = []
-    for o in outcomes:
-        if o.replaced is None:
-            decided.append((_event_of(o), o.booking, {}))
-            continue
-        # A move: the new booking took over, and the old one is cancelled (both told, each
-        # naming the other, so a receiver that hears only cancellations still learns it).
-        decided.append((events.BOOKING_MOVED, o.booking, {"moved_from": o.replaced.pk}))
-        decided.append((events.BOOKING_CANCELLED, o.replaced, {"moved_to": o.booking.pk}))
-    events.publish_decided(decided)
-    for outcome in outcomes:
-        if outcome.booking.user.email:
-            transaction.on_commit(
-                functools.partial(notifications.booking_decided, outcome.booking.pk), robust=True
-            )
-        if outcome.error is not None:
-            transaction.on_commit(
-                functools.partial(notifications.allocation_failed, outcome.booking.pk),
-                robust=True,
-            )
-
-
-def _audit(outcomes: list[_Outcome]) -> None:
-    AuditEntry.objects.bulk_create(
-        audit_entry(
-            actor=None,
-            channel=Channel.SYSTEM,
-            action="booking.allocate",
-            obj=o.booking,
-            from_state=BookingStatus.PENDING,
-            to_state=o.status,
-            data={"targets": o.targets, "rejection": o.rejection[0] if o.rejection else None}
-            | ({"error": o.error} if o.error is not None else {}),
-        )
-        for o in outcomes
     )
 
 
@@ -421,7 +300,7 @@ def _decide(
     many bookings were decided; raises _DecisionFailed when one booking's decision raises (the
     transaction is rolled back: the caller decides the batch again without it). The ids claimed
     are appended to `claimed`, for the caller's error handling."""
-    outcomes: list[_Outcome] = []
+    outcomes: list[Outcome] = []
     with transaction.atomic(durable=True):
         set_lock_timeout(settings.TESTBED_LOCK_TIMEOUT_MS)
         status, batch = _claim(booking_id, limit, shard)
@@ -459,7 +338,7 @@ def _decide(
                 )
                 rejection = (INTERNAL_ERROR, INTERNAL_ERROR_DETAIL)
                 outcomes.append(
-                    _Outcome(
+                    Outcome(
                         booking,
                         BookingStatus.REJECTED,
                         rejection=rejection,
@@ -495,8 +374,8 @@ def _decide(
                 updated_at=now,
                 allocation_attempts=F("allocation_attempts") + 1,
             )
-        _audit(outcomes)
-        _on_commit_tell(outcomes, now)
+        audit(outcomes)
+        on_commit_tell(outcomes, now)
     if len(outcomes) > 1:
         logger.info("allocate: decided %d bookings in one transaction", len(outcomes))
     asked = next((o.status for o in outcomes if o.booking.pk == booking_id), "")
@@ -528,14 +407,14 @@ def _reject_failed(booking_id: int, *, error: str, now: dt.datetime) -> str:
         _write_rejection(
             booking, code=INTERNAL_ERROR, detail=INTERNAL_ERROR_DETAIL, alternatives=[], now=now
         )
-        outcome = _Outcome(
+        outcome = Outcome(
             booking,
             BookingStatus.REJECTED,
             rejection=(INTERNAL_ERROR, INTERNAL_ERROR_DETAIL),
             error=error,
         )
-        _audit([outcome])
-        _on_commit_tell([outcome])
+        audit([outcome])
+        on_commit_tell([outcome])
     return BookingStatus.REJECTED
 
 
