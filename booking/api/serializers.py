@@ -10,6 +10,7 @@ from booking.choices import BookingStatus, Role
 from booking.models import ApiKey, Booking, Invitation, Membership, Organization, QuotaGrant
 from booking.validators import business_number_format, validate_business_number
 from testbed.api.fields import AwareDateTimeField, BoundedDateField, iso
+from testbed.api.serializers import FlatSerializer
 from testbed.choices import LEGACY_KEY_SCOPES
 
 # The largest grant (unit-hours) the API takes: 1,000 devices around the clock for 10 years is
@@ -186,7 +187,7 @@ class BookingSerializer(serializers.ModelSerializer):
         }
 
 
-class BookingCreateSerializer(serializers.Serializer):
+class BookingCreateSerializer(FlatSerializer):
     resource = serializers.CharField(max_length=40, help_text="Equipment type or pool code.")
     quantity = serializers.IntegerField(min_value=1, max_value=100000, default=1)
     start = AwareDateTimeField()
@@ -204,7 +205,7 @@ class BookingCreateSerializer(serializers.Serializer):
     )
 
 
-class ReasonSerializer(serializers.Serializer):
+class ReasonSerializer(FlatSerializer):
     reason = serializers.CharField(max_length=500)
 
 

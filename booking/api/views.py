@@ -49,6 +49,7 @@ from equipment.api.serializers import MaintenanceWindowSerializer
 from equipment.models import MaintenanceWindow
 from testbed.api.fields import FACILITY_ZONE, MAX_BOOKING_MINUTES, AwareDateTimeField
 from testbed.api.permissions import OPERATOR_ONLY
+from testbed.api.serializers import FlatSerializer
 from testbed.audit import audit_record
 from testbed.choices import Channel, KeyScope
 from testbed.errors import ServiceError
@@ -125,7 +126,7 @@ def _prefer_wait(request) -> float:
     return 0.0
 
 
-class BookingMoveSerializer(serializers.Serializer):
+class BookingMoveSerializer(FlatSerializer):
     """The new window of a booking being moved (same resource, quantity and purpose)."""
 
     start = AwareDateTimeField()
@@ -377,7 +378,7 @@ class BookingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 MAX_FITS = 1000
 
 
-class AvailabilityQuerySerializer(serializers.Serializer):
+class AvailabilityQuerySerializer(FlatSerializer):
     resource = serializers.CharField()
     start = AwareDateTimeField()
     end = AwareDateTimeField()

@@ -19,12 +19,13 @@ from rest_framework.views import APIView
 from testbed.api.auth import token_issue, tokens_revoke
 from testbed.api.errors import ProblemError
 from testbed.api.permissions import KeyScopes
+from testbed.api.serializers import FlatSerializer
 from testbed.api.throttles import LoginRateThrottle
 from testbed.login_guard import login_wait_seconds
 from testbed.security import NoStoreMixin
 
 
-class TokenRequestSerializer(serializers.Serializer):
+class TokenRequestSerializer(FlatSerializer):
     username = serializers.CharField()
     password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
 
