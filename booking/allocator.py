@@ -116,6 +116,28 @@ class DeviceState(_BusyIndex):
     _ends: tuple[datetime, ...] = field(init=False, repr=False, compare=False)
 
 
+# States are immutable, so the state of an idle unit or device (nothing on it over the span)
+# is one shared object per id: an 880-device pool that is mostly free is not rebuilt device by
+# device for every decision.
+_IDLE: dict[tuple[type, int], UnitState | DeviceState] = {}
+
+
+def idle_unit(unit_id: int) -> UnitState:
+    """The state of a unit with nothing on it."""
+    state = _IDLE.get((UnitState, unit_id))
+    if state is None:
+        state = _IDLE[(UnitState, unit_id)] = UnitState(id=unit_id, busy=())
+    return state  # type: ignore[return-value]
+
+
+def idle_device(device_id: int) -> DeviceState:
+    """The state of a device with nothing on it."""
+    state = _IDLE.get((DeviceState, device_id))
+    if state is None:
+        state = _IDLE[(DeviceState, device_id)] = DeviceState(id=device_id, busy=())
+    return state  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class NodeState:
     id: int

@@ -12,7 +12,7 @@ from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
-from booking.allocator import DeviceState, NodeState, UnitState
+from booking.allocator import DeviceState, NodeState, UnitState, idle_device, idle_unit
 from booking.models import Allocation
 from booking.policy import Policy
 from equipment.choices import DeviceStatus, NodeStatus, UnitStatus
@@ -207,13 +207,14 @@ def _holds(
     types: dict[int, Span],
     pools: dict[int, Span],
 ) -> list:
-    """Active allocations of each unit (by equipment type) and device (by pool) over its
-    resource's span. One statement whose text does not depend on the batch: the targets go as
-    arrays of ids with the index of their resource's span, and each span once (parameters are
-    adapted in Python, so 880 devices cost 880 ints, not 1,760 timestamps); PostgreSQL prepares
-    and plans it once per connection and searches the exclusion constraints' GiST indexes
-    (target, time range), so its cost follows the rows it finds, not every allocation the
-    target ever had."""
+    """Active allocations over each resource's span of its units (by equipment type) and devices
+    (by pool), in one statement whose text does not depend on the batch: the resources and their
+    spans go as arrays and PostgreSQL finds the units and devices itself, so the parameters are
+    a few values per resource whatever its size (880 devices are not sent, and their
+    timestamps not adapted, for every decision). It is prepared and planned once per connection
+    and probes the exclusion constraints' GiST indexes (target, time range), so its cost follows
+    the rows it finds, not every allocation a target ever had. Rows of units or devices that are
+    not bookable (retired, faulty) come too; batch_states builds states for bookable ones only."""
     if not any(units.values()) and not any(devices.values()):
         return []
     if connection.vendor != "postgresql":
@@ -224,33 +225,28 @@ def _holds(
                 held |= Q(**{f"{key}__in": ids}, start__lt=end, end__gt=start)
         rows = Allocation.objects.filter(held, active=True).order_by()
         return list(rows.values_list("unit_id", "device_id", "start", "end"))
-    spans: list[Span] = []
-    columns: list[list] = [[], [], [], []]
-    for offset, targets, of in ((0, units, types), (2, devices, pools)):
-        for resource, ids in targets.items():
-            spans.append(of[resource])
-            columns[offset] += ids
-            columns[offset + 1] += [len(spans)] * len(ids)
+    params: list[list] = []
+    for of in (types, pools):
+        params += [list(of), [s for s, _e in of.values()], [e for _s, e in of.values()]]
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            WITH s AS (
-              SELECT k, tstzrange(s, e) AS span
-              FROM unnest(%s::timestamptz[], %s::timestamptz[]) WITH ORDINALITY AS s(s, e, k)
-            )
             SELECT a.unit_id, a.device_id, a.start, a."end"
-            FROM unnest(%s::bigint[], %s::int[]) AS w(id, k) JOIN s USING (k)
+            FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[]) AS t(id, s, e)
+            JOIN equipment_equipmentunit u ON u.equipment_type_id = t.id
             JOIN booking_allocation a
-              ON a.unit_id = w.id AND tstzrange(a.start, a."end") && s.span
-            WHERE a.active AND a.unit_id IS NOT NULL
+              ON a.unit_id = u.id AND tstzrange(a.start, a."end") && tstzrange(t.s, t.e)
+            WHERE a.active
             UNION ALL
             SELECT a.unit_id, a.device_id, a.start, a."end"
-            FROM unnest(%s::bigint[], %s::int[]) AS w(id, k) JOIN s USING (k)
+            FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[]) AS p(id, s, e)
+            JOIN equipment_node n ON n.pool_id = p.id
+            JOIN equipment_device d ON d.node_id = n.id
             JOIN booking_allocation a
-              ON a.device_id = w.id AND tstzrange(a.start, a."end") && s.span
-            WHERE a.active AND a.device_id IS NOT NULL
+              ON a.device_id = d.id AND tstzrange(a.start, a."end") && tstzrange(p.s, p.e)
+            WHERE a.active
             """,
-            [[s for s, _e in spans], [e for _s, e in spans], *columns],
+            params,
         )
         return cursor.fetchall()
 
@@ -333,7 +329,10 @@ def batch_states(types: dict[int, Span], pools: dict[int, Span]) -> BatchStates:
         intervals.sort()
     return BatchStates(
         units={
-            t: [UnitState(id=pk, busy=tuple(unit_busy.get(pk, ()))) for pk in unit_ids.get(t, [])]
+            t: [
+                UnitState(id=pk, busy=tuple(unit_busy[pk])) if pk in unit_busy else idle_unit(pk)
+                for pk in unit_ids.get(t, [])
+            ]
             for t in types
         },
         nodes={
@@ -341,7 +340,9 @@ def batch_states(types: dict[int, Span], pools: dict[int, Span]) -> BatchStates:
                 NodeState(
                     id=node_id,
                     devices=tuple(
-                        DeviceState(id=pk, busy=tuple(device_busy.get(pk, ())))
+                        DeviceState(id=pk, busy=tuple(device_busy[pk]))
+                        if pk in device_busy
+                        else idle_device(pk)
                         for pk in devices_of_node[node_id]
                     ),
                 )

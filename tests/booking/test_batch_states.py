@@ -15,6 +15,7 @@ from booking.services.resources import (
     resource_maintenance,
     unit_states,
 )
+from equipment.choices import DeviceStatus
 from equipment.models import Device, MaintenanceWindow, Node
 from tests.factories import EquipmentTypeFactory, EquipmentUnitFactory, aware, make_pool
 
@@ -30,7 +31,7 @@ def test_batch_states_equal_the_one_resource_reads(org, member):
         for t in types
         for u in range(3)
     ]
-    EquipmentUnitFactory(equipment_type=types[0], code="BS-0-retired", status="retired")
+    retired = EquipmentUnitFactory(equipment_type=types[0], code="BS-0-retired", status="retired")
     pools = [make_pool(nodes=3, per_node=4, code=f"BS-P{i}") for i in range(2)]
     base = aware(2027, 3, 1, 0)
     booking = Booking.objects.create(
@@ -54,6 +55,11 @@ def test_batch_states_equal_the_one_resource_reads(org, member):
     for node in Node.objects.filter(pool__in=pools):
         for device in Device.objects.filter(node=node)[:2]:
             hold(device=device, node=node)
+    # What retired units and devices still hold is no one's business (they are not bookable).
+    hold(unit=retired)
+    gone = Device.objects.filter(node__pool=pools[0]).order_by("pk").last()
+    hold(device=gone, node=gone.node)
+    Device.objects.filter(pk=gone.pk).update(status=DeviceStatus.RETIRED)
     MaintenanceWindow.objects.create(
         equipment_type=types[1], start=base, end=base + dt.timedelta(hours=2), reason="t"
     )
