@@ -277,7 +277,7 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_RENDERER_CLASSES": [
-        "rest_framework.renderers.JSONRenderer",
+        "testbed.api.renderers.JSONRenderer",
         "testbed.api.negotiation.BrowsableAPIRenderer",
     ],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "testbed.api.negotiation.FormatNegotiation",

@@ -13,7 +13,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import IsAuthenticated
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.renderers import BaseRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -31,6 +31,7 @@ from booking.utilisation import utilisation_report
 from testbed.api.fields import AwareDateTimeField
 from testbed.api.negotiation import BrowsableAPIRenderer, FormatNegotiation
 from testbed.api.permissions import IsOperator, KeyScopes
+from testbed.api.renderers import JSONRenderer
 from testbed.choices import KeyScope
 from testbed.errors import ServiceError
 from testbed.spreadsheets import XLSX_CONTENT_TYPE, csv_text, xlsx_bytes

@@ -7,6 +7,8 @@ from django.http import Http404
 from rest_framework import renderers
 from rest_framework.negotiation import DefaultContentNegotiation
 
+from testbed.api.renderers import JSONRenderer
+
 
 class FormatNegotiation(DefaultContentNegotiation):
     """DRF answers an unknown `?format=` with 404 (as if the object did not exist): say what is
@@ -30,5 +32,5 @@ class BrowsableAPIRenderer(renderers.BrowsableAPIRenderer):
     def render(self, data, accepted_media_type=None, renderer_context=None):
         response = (renderer_context or {}).get("response")
         if response is not None and response.status_code >= 400:
-            return renderers.JSONRenderer().render(data)
+            return JSONRenderer().render(data)
         return super().render(data, accepted_media_type, renderer_context)
