@@ -266,3 +266,26 @@ class IsoMoments:
                 text = prefix + _CLOCK[local.hour * 60 + local.minute] + suffix
             self.memo[moment] = text
         return text
+
+    def many(self, moments: Sequence[datetime]) -> list[str]:
+        """`[self(m) for m in moments]`, faster for what an answer is made of: moments already in
+        this zone on whole minutes are written from their own wall clock and UTC offset, neither
+        converted nor hashed (an aware datetime's hash converts it to UTC)."""
+        zone, clock = self.zone, _CLOCK
+        days, offsets = self.days, self.offsets
+        out: list[str] = []
+        append = out.append
+        for m in moments:
+            if m.tzinfo is not zone or m.second or m.microsecond:
+                append(self(m))
+                continue
+            offset = m.utcoffset()
+            suffix = offsets.get(offset)
+            if suffix is None:
+                suffix = offsets[offset] = m.isoformat()[19:]
+            day = m.toordinal()
+            prefix = days.get(day)
+            if prefix is None:
+                prefix = days[day] = m.isoformat()[:11]
+            append(prefix + clock[m.hour * 60 + m.minute] + suffix)
+        return out

@@ -435,6 +435,15 @@ class AvailabilityView(APIView):
         # AwareDateTimeField's text, each moment written once (booking/availability.py).
         iso = IsoMoments(FACILITY_ZONE)
         fits = result["fits"]
+        steps = result["timeline"]
+        starts = iso.many([s for s, _e, _n in steps])
+        # The steps are contiguous (each ends where the next starts): their ends are written once.
+        if all(steps[i][1] == steps[i + 1][0] for i in range(len(steps) - 1)):
+            ends = starts[1:] + iso.many([e for _s, e, _n in steps[-1:]])
+        else:
+            ends = iso.many([e for _s, e, _n in steps])
+        listed = fits[:MAX_FITS]
+        fit_starts, fit_ends = iso.many([s for s, _e in listed]), iso.many([e for _s, e in listed])
         return Response(
             {
                 "resource": resource.code,
@@ -442,10 +451,10 @@ class AvailabilityView(APIView):
                 "quantity": q["quantity"],
                 "duration_minutes": int(duration.total_seconds() // 60),
                 "timeline": [
-                    {"start": iso(s), "end": iso(e), "free": free}
-                    for s, e, free in result["timeline"]
+                    {"start": s, "end": e, "free": free}
+                    for s, e, (_s, _e, free) in zip(starts, ends, steps, strict=True)
                 ],
-                "fits": [{"start": iso(s), "end": iso(e)} for s, e in fits[:MAX_FITS]],
+                "fits": [{"start": s, "end": e} for s, e in zip(fit_starts, fit_ends, strict=True)],
                 # The whole window was searched; past MAX_FITS the answer says how to go on.
                 "fits_total": len(fits),
                 "fits_truncated": len(fits) > MAX_FITS,

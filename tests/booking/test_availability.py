@@ -175,3 +175,28 @@ def test_iso_moments_write_what_isoformat_writes(moment, zone, whole_minute):
     later = moment + timedelta(hours=7)
     if later.year < 9999:
         assert iso(later) == later.astimezone(tz).isoformat()  # the same day's cached text, or not
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    moments=st.lists(
+        st.datetimes(
+            min_value=datetime(1, 1, 3), max_value=datetime(9999, 12, 29), timezones=st.just(UTC)
+        ),
+        max_size=20,
+    ),
+    zone=st.sampled_from(["Asia/Seoul", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata"]),
+    data=st.data(),
+)
+def test_iso_moments_many_write_what_isoformat_writes(moments, zone, data):
+    """The batch path (moments in the zone on whole minutes, from their wall clock) and the
+    one-by-one path agree with isoformat, whatever mix of zones and seconds comes in."""
+    from booking.availability import IsoMoments
+
+    tz = zoneinfo.ZoneInfo(zone)
+    mixed = []
+    for moment in moments:
+        if data.draw(st.booleans()):
+            moment = moment.replace(second=0, microsecond=0)
+        mixed.append(moment.astimezone(tz) if data.draw(st.booleans()) else moment)
+    assert IsoMoments(tz).many(mixed) == [m.astimezone(tz).isoformat() for m in mixed]
