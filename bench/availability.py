@@ -51,6 +51,9 @@ def _prepare(reuse: bool) -> bool:
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     os.environ.update(
         DATABASE_URL=DB_URL,
+        # Redis as deployed: the read-mostly cache (testbed/readcache.py) serves the token, the
+        # membership and the resource, as it does for every API request in production.
+        REDIS_URL=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"),
         CELERY_BROKER_URL="memory://",
         DJANGO_SETTINGS_MODULE="testbed.settings",
         ALLOWED_HOSTS="testserver,localhost",

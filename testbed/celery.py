@@ -5,13 +5,22 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_process_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "testbed.settings")
 
 app = Celery("testbed")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_ready.connect
+@worker_process_init.connect
+def _tune_garbage_collection(**_kwargs) -> None:
+    """Start-up done (the worker, or a prefork child): freeze it out of the collector's walks."""
+    from testbed import gctune
+
+    gctune.tune()
 
 
 @task_prerun.connect
