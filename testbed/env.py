@@ -111,6 +111,8 @@ def database_from_env(name: str, default_sqlite_path: Path) -> dict[str, Any]:
             raise SettingError(
                 f"{name}={raw!r} names no database: add it after the host, e.g. /testbed."
             )
+        # Django's backend with a health check that needs no round trip (testbed/postgresql).
+        config["ENGINE"] = "testbed.postgresql"
         options = config.setdefault("OPTIONS", {})
         # A database behind a network partition answers 503 in seconds, not after TCP's timeout.
         options.setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT", 5, minimum=1))

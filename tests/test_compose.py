@@ -352,7 +352,7 @@ print(json.dumps({{
     assert found["broker"] == "redis://redis:6379/0"
     assert {"migrate", "load_seeds", "collectstatic"} <= set(found["commands"])
     assert (found["engine"], found["host"], found["name"]) == (
-        "django.db.backends.postgresql",
+        "testbed.postgresql",
         "postgres",
         "testbed",
     )

@@ -240,7 +240,7 @@ print(json.dumps({
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout.strip().splitlines()[-1])
     assert (found["engine"], found["host"], found["port"], found["name"]) == (
-        "django.db.backends.postgresql",
+        "testbed.postgresql",
         "db.internal",
         5432,
         "testbed",
