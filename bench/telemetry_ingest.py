@@ -50,6 +50,10 @@ def _env() -> dict[str, str]:
         "LOG_LEVEL": "WARNING",
         "SECRET_KEY": os.environ.get("BENCH_SECRET_KEY", secrets.token_urlsafe(50)),
         "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
+        # Plain HTTP on loopback: production's redirect to HTTPS would answer every batch 301.
+        "SECURE_SSL_REDIRECT": "0",
+        "SESSION_COOKIE_SECURE": "0",
+        "CSRF_COOKIE_SECURE": "0",
     }
 
 

@@ -57,6 +57,8 @@ def _env() -> dict[str, str]:
         LOG_LEVEL="WARNING",
         CELERY_BROKER_URL="memory://",
         REDIS_URL="",
+        # The test client speaks plain HTTP: production's redirect to HTTPS would answer 301.
+        SECURE_SSL_REDIRECT="0",
     )
     return env
 
