@@ -214,7 +214,12 @@ def _holds(
     timestamps not adapted, for every decision). It is prepared and planned once per connection
     and probes the exclusion constraints' GiST indexes (target, time range), so its cost follows
     the rows it finds, not every allocation a target ever had. Rows of units or devices that are
-    not bookable (retired, faulty) come too; batch_states builds states for bookable ones only."""
+    not bookable (retired, faulty) come too; batch_states builds states for bookable ones only.
+
+    Each target's rows come from a LATERAL subquery (OFFSET 0 keeps it one): so PostgreSQL probes
+    the GiST index with the target *and* the span. As a plain join it probed with the target
+    alone and filtered the range afterwards, reading every active allocation the target ever
+    had (15 ms for 880 devices with 9 each, growing with every booking; 3 ms this way)."""
     if not any(units.values()) and not any(devices.values()):
         return []
     if connection.vendor != "postgresql":
@@ -234,17 +239,23 @@ def _holds(
             SELECT a.unit_id, a.device_id, a.start, a."end"
             FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[]) AS t(id, s, e)
             JOIN equipment_equipmentunit u ON u.equipment_type_id = t.id
-            JOIN booking_allocation a
-              ON a.unit_id = u.id AND tstzrange(a.start, a."end") && tstzrange(t.s, t.e)
-            WHERE a.active
+            CROSS JOIN LATERAL (
+              SELECT * FROM booking_allocation a
+              WHERE a.unit_id = u.id AND a.active
+                AND tstzrange(a.start, a."end") && tstzrange(t.s, t.e)
+              OFFSET 0
+            ) a
             UNION ALL
             SELECT a.unit_id, a.device_id, a.start, a."end"
             FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[]) AS p(id, s, e)
             JOIN equipment_node n ON n.pool_id = p.id
             JOIN equipment_device d ON d.node_id = n.id
-            JOIN booking_allocation a
-              ON a.device_id = d.id AND tstzrange(a.start, a."end") && tstzrange(p.s, p.e)
-            WHERE a.active
+            CROSS JOIN LATERAL (
+              SELECT * FROM booking_allocation a
+              WHERE a.device_id = d.id AND a.active
+                AND tstzrange(a.start, a."end") && tstzrange(p.s, p.e)
+              OFFSET 0
+            ) a
             """,
             params,
         )
