@@ -12,6 +12,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 
 from booking.policy import (
     Policy,
@@ -143,8 +144,33 @@ class NodeState:
     id: int
     devices: tuple[DeviceState, ...]
 
+    @cached_property
+    def _all_free(self) -> tuple[int, ...] | None:
+        """Its device ids when nothing holds any of them (free over any window), else None."""
+        if any(d.busy for d in self.devices):
+            return None
+        return tuple(sorted(d.id for d in self.devices))
+
     def free_device_ids(self, start: datetime, end: datetime) -> list[int]:
+        idle = self._all_free
+        if idle is not None:
+            return list(idle)
         return sorted(d.id for d in self.devices if d.is_free(start, end))
+
+
+def idle_node(node_id: int, device_ids: tuple[int, ...]) -> NodeState:
+    """The state of a node with nothing on any of its devices: one shared object per node and
+    device set, which answers free_device_ids without looking at its devices again."""
+    key = (NodeState, node_id, device_ids)
+    state = _IDLE_NODES.get(key)
+    if state is None:
+        state = _IDLE_NODES[key] = NodeState(
+            id=node_id, devices=tuple(idle_device(pk) for pk in device_ids)
+        )
+    return state
+
+
+_IDLE_NODES: dict[tuple, NodeState] = {}
 
 
 @dataclass(frozen=True)

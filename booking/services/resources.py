@@ -12,7 +12,7 @@ from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
-from booking.allocator import DeviceState, NodeState, UnitState, idle_device, idle_unit
+from booking.allocator import DeviceState, NodeState, UnitState, idle_device, idle_node, idle_unit
 from booking.models import Allocation
 from booking.policy import Policy
 from equipment.choices import DeviceStatus, NodeStatus, UnitStatus
@@ -262,6 +262,19 @@ def _holds(
         return cursor.fetchall()
 
 
+def _node_state(node_id: int, device_ids: list[int], busy: dict[int, list[tuple]]) -> NodeState:
+    """A node's state over a batch's span; a node with nothing on it is the shared idle one."""
+    if not any(pk in busy for pk in device_ids):
+        return idle_node(node_id, tuple(device_ids))
+    return NodeState(
+        id=node_id,
+        devices=tuple(
+            DeviceState(id=pk, busy=tuple(busy[pk])) if pk in busy else idle_device(pk)
+            for pk in device_ids
+        ),
+    )
+
+
 def batch_states(types: dict[int, Span], pools: dict[int, Span]) -> BatchStates:
     """The same states as unit_states / node_states / resource_maintenance give one resource at
     a time, for every equipment type and pool of a batch (each over its own span) at once."""
@@ -347,18 +360,7 @@ def batch_states(types: dict[int, Span], pools: dict[int, Span]) -> BatchStates:
             for t in types
         },
         nodes={
-            p: [
-                NodeState(
-                    id=node_id,
-                    devices=tuple(
-                        DeviceState(id=pk, busy=tuple(device_busy[pk]))
-                        if pk in device_busy
-                        else idle_device(pk)
-                        for pk in devices_of_node[node_id]
-                    ),
-                )
-                for node_id in nodes_of_pool.get(p, [])
-            ]
+            p: [_node_state(n, devices_of_node[n], device_busy) for n in nodes_of_pool.get(p, [])]
             for p in pools
         },
         windows=windows,
