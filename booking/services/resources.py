@@ -88,18 +88,6 @@ def _upcoming_windows(q: Q) -> tuple[dt.datetime, list[tuple]]:
     return since, list(rows.values_list("start", "end", "reason"))
 
 
-def _busy_map(allocations, key: str, windows, extra: dict) -> dict[int, list[tuple]]:
-    busy: dict[int, list[tuple]] = defaultdict(list)
-    for target_id, start, end in allocations:
-        busy[target_id].append((start, end))
-    for target_id, start, end in windows:
-        for member in extra.get(target_id, [target_id]):
-            busy[member].append((start, end))
-    for intervals in busy.values():
-        intervals.sort()
-    return busy
-
-
 def unit_states(
     equipment_type: EquipmentType,
     start: dt.datetime,
@@ -107,24 +95,10 @@ def unit_states(
     *,
     exclude_booking: int | None = None,
 ) -> list[UnitState]:
-    """Every bookable unit with what holds it in [start, end): allocations and maintenance."""
-    units = list(
-        EquipmentUnit.objects.filter(equipment_type=equipment_type, status=UnitStatus.ACTIVE)
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
-    allocs = Allocation.objects.filter(
-        unit__in=units, active=True, start__lt=end, end__gt=start
-    ).order_by()
-    if exclude_booking:
-        allocs = allocs.exclude(booking_id=exclude_booking)
-    windows = (
-        MaintenanceWindow.objects.filter(unit__in=units, start__lt=end, end__gt=start)
-        .order_by()
-        .values_list("unit_id", "start", "end")
-    )
-    busy = _busy_map(allocs.values_list("unit_id", "start", "end"), "unit", windows, {})
-    return [UnitState(id=pk, busy=tuple(busy.get(pk, ()))) for pk in units]
+    """Every bookable unit with what holds it in [start, end): allocations (but those of
+    `exclude_booking`) and the units' own maintenance; read as the decider reads a batch."""
+    spans = {equipment_type.pk: (start, end)}
+    return batch_states(spans, {}, exclude_booking=exclude_booking).units[equipment_type.pk]
 
 
 def node_states(
@@ -134,38 +108,9 @@ def node_states(
     *,
     exclude_booking: int | None = None,
 ) -> list[NodeState]:
-    """Every bookable node with its devices and what holds each in [start, end)."""
-    rows = list(
-        Device.objects.filter(
-            node__pool=pool, node__status=NodeStatus.ACTIVE, status=DeviceStatus.ACTIVE
-        )
-        .order_by("node_id", "pk")
-        .values_list("node_id", "pk")
-    )
-    device_ids = [pk for _node, pk in rows]
-    devices_of_node: dict[int, list[int]] = defaultdict(list)
-    for node_id, pk in rows:
-        devices_of_node[node_id].append(pk)
-    allocs = Allocation.objects.filter(
-        device__in=device_ids, active=True, start__lt=end, end__gt=start
-    ).order_by()
-    if exclude_booking:
-        allocs = allocs.exclude(booking_id=exclude_booking)
-    windows = (
-        MaintenanceWindow.objects.filter(node__pool=pool, start__lt=end, end__gt=start)
-        .order_by()
-        .values_list("node_id", "start", "end")
-    )
-    busy = _busy_map(
-        allocs.values_list("device_id", "start", "end"), "device", windows, devices_of_node
-    )
-    return [
-        NodeState(
-            id=node_id,
-            devices=tuple(DeviceState(id=pk, busy=tuple(busy.get(pk, ()))) for pk in pks),
-        )
-        for node_id, pks in devices_of_node.items()
-    ]
+    """Every bookable node with its devices and what holds each in [start, end); read as the
+    decider reads a batch."""
+    return batch_states({}, {pool.pk: (start, end)}, exclude_booking=exclude_booking).nodes[pool.pk]
 
 
 def capacity_of(resource: Resource) -> tuple[int, list[int]]:
@@ -206,8 +151,9 @@ def _holds(
     devices: dict[int, list[int]],
     types: dict[int, Span],
     pools: dict[int, Span],
+    exclude_booking: int | None = None,
 ) -> list:
-    """Active allocations over each resource's span of its units (by equipment type) and devices
+    """Active allocations (but those of `exclude_booking`) over each resource's span of its units (by equipment type) and devices
     (by pool), in one statement whose text does not depend on the batch: the resources and their
     spans go as arrays and PostgreSQL finds the units and devices itself, so the parameters are
     a few values per resource whatever its size (880 devices are not sent, and their
@@ -229,10 +175,16 @@ def _holds(
                 start, end = spans[resource]
                 held |= Q(**{f"{key}__in": ids}, start__lt=end, end__gt=start)
         rows = Allocation.objects.filter(held, active=True).order_by()
+        if exclude_booking:
+            rows = rows.exclude(booking_id=exclude_booking)
         return list(rows.values_list("unit_id", "device_id", "start", "end"))
-    params: list[list] = []
+    params: list = []
     for of in (types, pools):
-        params += [list(of), [s for s, _e in of.values()], [e for _s, e in of.values()]]
+        # An empty or inverted span (a search clipped at the end of the calendar) holds nothing;
+        # tstzrange() would refuse the inverted one.
+        spans = {resource: (s, e) for resource, (s, e) in of.items() if s < e}
+        params += [list(spans), [s for s, _e in spans.values()], [e for _s, e in spans.values()]]
+        params.append(exclude_booking or 0)  # no booking has id 0
     with connection.cursor() as cursor:
         cursor.execute(
             """
@@ -242,7 +194,7 @@ def _holds(
             CROSS JOIN LATERAL (
               SELECT * FROM booking_allocation a
               WHERE a.unit_id = u.id AND a.active
-                AND tstzrange(a.start, a."end") && tstzrange(t.s, t.e)
+                AND tstzrange(a.start, a."end") && tstzrange(t.s, t.e) AND a.booking_id <> %s
               OFFSET 0
             ) a
             UNION ALL
@@ -253,7 +205,7 @@ def _holds(
             CROSS JOIN LATERAL (
               SELECT * FROM booking_allocation a
               WHERE a.device_id = d.id AND a.active
-                AND tstzrange(a.start, a."end") && tstzrange(p.s, p.e)
+                AND tstzrange(a.start, a."end") && tstzrange(p.s, p.e) AND a.booking_id <> %s
               OFFSET 0
             ) a
             """,
@@ -275,7 +227,9 @@ def _node_state(node_id: int, device_ids: list[int], busy: dict[int, list[tuple]
     )
 
 
-def batch_states(types: dict[int, Span], pools: dict[int, Span]) -> BatchStates:
+def batch_states(
+    types: dict[int, Span], pools: dict[int, Span], *, exclude_booking: int | None = None
+) -> BatchStates:
     """The same states as unit_states / node_states / resource_maintenance give one resource at
     a time, for every equipment type and pool of a batch (each over its own span) at once."""
     unit_ids: dict[int, list[int]] = defaultdict(list)
@@ -306,7 +260,9 @@ def batch_states(types: dict[int, Span], pools: dict[int, Span]) -> BatchStates:
     }
     unit_busy: dict[int, list[tuple]] = defaultdict(list)
     device_busy: dict[int, list[tuple]] = defaultdict(list)
-    for unit_id, device_id, start, end in _holds(unit_ids, device_ids, types, pools):
+    for unit_id, device_id, start, end in _holds(
+        unit_ids, device_ids, types, pools, exclude_booking
+    ):
         if unit_id is not None:
             unit_busy[unit_id].append((start, end))
         else:
