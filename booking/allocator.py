@@ -12,7 +12,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
+from functools import cache, cached_property
 
 from booking.policy import (
     Policy,
@@ -117,26 +117,19 @@ class DeviceState(_BusyIndex):
     _ends: tuple[datetime, ...] = field(init=False, repr=False, compare=False)
 
 
-# States are immutable, so the state of an idle unit or device (nothing on it over the span)
-# is one shared object per id: an 880-device pool that is mostly free is not rebuilt device by
-# device for every decision.
-_IDLE: dict[tuple[type, int], UnitState | DeviceState] = {}
-
-
+# States are immutable, so the state of an idle unit, device or node (nothing on it over the
+# span) is one shared object per id: an 880-device pool that is mostly free is not rebuilt device
+# by device for every decision.
+@cache
 def idle_unit(unit_id: int) -> UnitState:
     """The state of a unit with nothing on it."""
-    state = _IDLE.get((UnitState, unit_id))
-    if state is None:
-        state = _IDLE[(UnitState, unit_id)] = UnitState(id=unit_id, busy=())
-    return state  # type: ignore[return-value]
+    return UnitState(id=unit_id, busy=())
 
 
+@cache
 def idle_device(device_id: int) -> DeviceState:
     """The state of a device with nothing on it."""
-    state = _IDLE.get((DeviceState, device_id))
-    if state is None:
-        state = _IDLE[(DeviceState, device_id)] = DeviceState(id=device_id, busy=())
-    return state  # type: ignore[return-value]
+    return DeviceState(id=device_id, busy=())
 
 
 @dataclass(frozen=True)
@@ -158,19 +151,11 @@ class NodeState:
         return sorted(d.id for d in self.devices if d.is_free(start, end))
 
 
+@cache
 def idle_node(node_id: int, device_ids: tuple[int, ...]) -> NodeState:
-    """The state of a node with nothing on any of its devices: one shared object per node and
-    device set, which answers free_device_ids without looking at its devices again."""
-    key = (NodeState, node_id, device_ids)
-    state = _IDLE_NODES.get(key)
-    if state is None:
-        state = _IDLE_NODES[key] = NodeState(
-            id=node_id, devices=tuple(idle_device(pk) for pk in device_ids)
-        )
-    return state
-
-
-_IDLE_NODES: dict[tuple, NodeState] = {}
+    """The state of a node with nothing on any of its devices (one per node and device set),
+    which answers free_device_ids without looking at its devices again."""
+    return NodeState(id=node_id, devices=tuple(idle_device(pk) for pk in device_ids))
 
 
 @dataclass(frozen=True)
